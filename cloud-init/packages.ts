@@ -1,0 +1,38 @@
+// The Debian packages of the mail host, in one place: cloud-init installs them on a stock
+// image, and the lab bakes the very same list into its image.
+
+/** Packages every host gets, grouped by what they are for. */
+const BASE_PACKAGES = [
+  // Mail transfer: Postfix with PCRE tables.
+  "postfix",
+  "postfix-pcre",
+  // Mail store and access: Dovecot 2.4 with IMAP, LMTP, Sieve and ManageSieve.
+  "dovecot-core",
+  "dovecot-imapd",
+  "dovecot-lmtpd",
+  "dovecot-managesieved",
+  "dovecot-sieve",
+  // Spam filtering and DKIM signing, with Redis for its state.
+  "rspamd",
+  "redis-server",
+  // Host protection and upkeep.
+  "nftables",
+  "fail2ban",
+  "unattended-upgrades",
+  // Certificates by DNS-01 (Cloudflare in production, RFC 2136 in the lab).
+  "certbot",
+  "python3-certbot-dns-cloudflare",
+  "python3-certbot-dns-rfc2136",
+  // Encrypted backups.
+  "restic",
+  // Metrics for Prometheus.
+  "prometheus-node-exporter",
+  "prometheus-postfix-exporter",
+  "ca-certificates",
+];
+
+const CLAMAV_PACKAGES = ["clamav-daemon", "clamav-freshclam"];
+
+export function hostPackages(opts: { clamav: boolean }): string[] {
+  return [...BASE_PACKAGES, ...(opts.clamav ? CLAMAV_PACKAGES : [])].sort();
+}

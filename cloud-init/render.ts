@@ -1,0 +1,187 @@
+// Pure renderer: HostSpec -> "#cloud-config" text. Deterministic (sorted keys, no clocks, no
+// randomness): on Hetzner one changed byte of userData replaces the server.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { ANYWHERE } from "../components/config";
+import { inboundRules, type InboundRule } from "../components/firewall";
+import { isIpv6Cidr } from "../components/validate";
+import { hostPackages } from "./packages";
+
+/** Where the mail volume is mounted; Maildirs, queues' long-term data and indexes live here. */
+export const MAIL_ROOT = "/srv/mail";
+
+/** The admin account: humans' keys and the deployment key log in here, then use sudo. */
+export const ADMIN_USER = "admin";
+
+/** Hetzner's metadata service; it serves userData, so only root may reach it. */
+export const METADATA_ADDRESS = "169.254.169.254";
+
+export interface HostSpec {
+  /** Host label, e.g. `mail`. */
+  hostname: string;
+  /** Fully qualified host name, e.g. `mail.example.eu`. */
+  fqdn: string;
+  /**
+   * The deployment key's public half: the only key userData authorizes. People's keys are
+   * installed by provisioning, so adding an admin never replaces the server.
+   */
+  deployPublicKey: string;
+  /** The pinned SSH host key, OpenSSH format. The only secret userData carries. */
+  hostKey: { privateOpenssh: string; publicOpenssh: string };
+  /** Block device of the mail volume, e.g. `/dev/disk/by-id/scsi-0HC_Volume_123`. */
+  volumeDevice: string;
+  /** Install and run ClamAV. */
+  clamav: boolean;
+}
+
+/**
+ * The host firewall until the first provisioning run installs the configured one: mail
+ * ports and SSH open. The provider firewall, attached before first boot, already limits SSH
+ * to `sshAllowedIps`; keeping day-2 settings out of userData keeps the server from being
+ * replaced when they change.
+ */
+const FIRST_BOOT_RULES = inboundRules({ sshAllowedIps: ANYWHERE, monitoringAllowedIps: [] });
+
+const FILES = join(__dirname, "files");
+const file = (name: string) => readFileSync(join(FILES, name), "utf8");
+
+interface WriteFile {
+  path: string;
+  content: string;
+  owner: string;
+  permissions: string;
+}
+
+export function renderCloudInit(spec: HostSpec): string {
+  const writeFiles: WriteFile[] = [
+    {
+      path: "/etc/ssh/sshd_config.d/10-mailstack.conf",
+      content: file("sshd-mailstack.conf"),
+      owner: "root:root",
+      permissions: "0644",
+    },
+    {
+      path: "/etc/mailstack/packages.list",
+      content: hostPackages({ clamav: spec.clamav }).join("\n") + "\n",
+      owner: "root:root",
+      permissions: "0644",
+    },
+    {
+      path: "/etc/nftables.conf",
+      content: renderNftables(FIRST_BOOT_RULES),
+      owner: "root:root",
+      permissions: "0755",
+    },
+    {
+      path: "/usr/local/sbin/mailstack-bootstrap",
+      content: file("mailstack-bootstrap"),
+      owner: "root:root",
+      permissions: "0755",
+    },
+  ];
+
+  const doc = {
+    hostname: spec.hostname,
+    fqdn: spec.fqdn,
+    prefer_fqdn_over_hostname: false,
+    manage_etc_hosts: true,
+
+    // One admin account, key-only; no default distribution user, no root login.
+    users: [
+      {
+        name: ADMIN_USER,
+        gecos: "mailstack admin",
+        groups: ["adm", "sudo"],
+        shell: "/bin/bash",
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        lock_passwd: true,
+        ssh_authorized_keys: [spec.deployPublicKey.trim()],
+      },
+    ],
+    disable_root: true,
+    ssh_pwauth: false,
+
+    // The host key Pulumi generated replaces any the image brought. Keys are generated only
+    // for listed types whose file is missing: the Ed25519 one is given, so none is made.
+    ssh_deletekeys: true,
+    ssh_genkeytypes: ["ed25519"],
+    ssh_keys: {
+      ed25519_private: ensureNewline(spec.hostKey.privateOpenssh),
+      ed25519_public: spec.hostKey.publicOpenssh.trim(),
+    },
+
+    // Hetzner volumes come formatted (ext4); cloud-init never formats here, so an attached
+    // volume that already holds mail can only be mounted, never wiped.
+    mounts: [
+      [
+        spec.volumeDevice,
+        MAIL_ROOT,
+        "ext4",
+        "defaults,nofail,discard,x-systemd.device-timeout=60s",
+        "0",
+        "2",
+      ],
+    ],
+
+    write_files: writeFiles,
+    runcmd: [["/usr/local/sbin/mailstack-bootstrap"]],
+  };
+
+  return "#cloud-config\n" + stringify(doc, { sortMapEntries: true, lineWidth: 0 });
+}
+
+function ensureNewline(text: string): string {
+  return text.endsWith("\n") ? text : `${text}\n`;
+}
+
+/**
+ * The host firewall. Its own table, replaced as a whole on reload (the empty declaration
+ * makes the delete safe on first load), so tables that Fail2Ban adds are left alone.
+ */
+export function renderNftables(rules: InboundRule[]): string {
+  const accept: string[] = [];
+  for (const r of rules) {
+    const match =
+      r.protocol === "icmp" ? "meta l4proto { icmp, ipv6-icmp }" : `tcp dport ${r.port}`;
+    const comment = `comment "${r.description}"`;
+    if (r.sources.includes("0.0.0.0/0") && r.sources.includes("::/0")) {
+      accept.push(`${match} accept ${comment}`);
+      continue;
+    }
+    const v4 = r.sources.filter((c) => !isIpv6Cidr(c));
+    const v6 = r.sources.filter((c) => isIpv6Cidr(c));
+    if (v4.length > 0) accept.push(`ip saddr { ${v4.join(", ")} } ${match} accept ${comment}`);
+    if (v6.length > 0) accept.push(`ip6 saddr { ${v6.join(", ")} } ${match} accept ${comment}`);
+  }
+  const indent = (lines: string[]) => lines.map((l) => `    ${l}`).join("\n");
+  return `#!/usr/sbin/nft -f
+# Managed by mailstack: the host firewall, a second layer behind the provider firewall,
+# rendered from the same rule list.
+
+table inet mailstack {}
+delete table inet mailstack
+
+table inet mailstack {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid drop
+    iif "lo" accept
+    # DHCPv4 replies for the public interface.
+    udp sport 67 udp dport 68 accept
+${indent(accept)}
+  }
+
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+  }
+
+  chain output {
+    type filter hook output priority filter; policy accept;
+    # The metadata service serves userData, which holds the SSH host key: root only.
+    ip daddr ${METADATA_ADDRESS} meta skuid != 0 reject comment "metadata service: root only"
+  }
+}
+`;
+}

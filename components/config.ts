@@ -1,0 +1,562 @@
+// The config contract: every `mailstack:` key is read here, and only here, then checked as a
+// whole by the pure `parseConfig` before any resource exists. A bad setting stops the run
+// with one line per problem naming the key, the rule and the value seen.
+import * as pulumi from "@pulumi/pulumi";
+import { isCidr, isDnsLabel, isDomainName, isEmail, sshPublicKeyProblem } from "./validate";
+
+export const EU_LOCATIONS = ["fsn1", "nbg1", "hel1"] as const;
+export type Location = (typeof EU_LOCATIONS)[number];
+export const DMARC_POLICIES = ["none", "quarantine", "reject"] as const;
+export type DmarcPolicy = (typeof DMARC_POLICIES)[number];
+export const MTA_STS_MODES = ["enforce", "testing", "none"] as const;
+export type MtaStsMode = (typeof MTA_STS_MODES)[number];
+
+/** Everywhere: IPv4 and IPv6. */
+export const ANYWHERE = ["0.0.0.0/0", "::/0"];
+
+export interface UserSpec {
+  /** The mailbox address, lower case, inside `domain`. */
+  address: string;
+  /** Further addresses delivered to this mailbox. */
+  aliases: string[];
+  /** Mailbox quota in MiB; undefined means no quota. */
+  quotaMb?: number;
+}
+
+export interface BackupSpec {
+  enabled: boolean;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+}
+
+export interface MailStackConfig {
+  domain: string;
+  hostname: string;
+  /** `hostname.domain`: the MX host, the name in PTR, TLS certificate and SMTP banner. */
+  mailHost: string;
+  cloudflareZoneId: string;
+  cloudflareAccountId?: string;
+  location: Location;
+  serverType: string;
+  image: string;
+  sshPublicKeys: string[];
+  sshAllowedIps: string[];
+  volumeSizeGb: number;
+  users: UserSpec[];
+  /** Group and role addresses: alias -> mailbox or alias addresses, all inside `domain`. */
+  aliases: Record<string, string[]>;
+  dmarcPolicy: DmarcPolicy;
+  dmarcReportEmail: string;
+  mtaStsMode: MtaStsMode;
+  tlsRptEmail: string;
+  acmeEmail: string;
+  acmeStaging: boolean;
+  /** The CA domain that CAA allows to issue for the mail host. */
+  caaIssuer: string;
+  dnssec: boolean;
+  clamav: boolean;
+  relayHost?: string;
+  backup: BackupSpec;
+  protect: boolean;
+  monitoringAllowedIps: string[];
+  dkimSelector: string;
+}
+
+type Kind = "string" | "boolean" | "integer" | "json";
+
+/** Every key of the contract and how Pulumi stores it (config values are strings). */
+export const CONFIG_KEYS: Record<string, Kind> = {
+  domain: "string",
+  hostname: "string",
+  cloudflareZoneId: "string",
+  cloudflareAccountId: "string",
+  location: "string",
+  serverType: "string",
+  image: "string",
+  sshPublicKeys: "json",
+  sshAllowedIps: "json",
+  volumeSizeGb: "integer",
+  users: "json",
+  aliases: "json",
+  dmarcPolicy: "string",
+  dmarcReportEmail: "string",
+  mtaStsMode: "string",
+  tlsRptEmail: "string",
+  acmeEmail: "string",
+  acmeStaging: "boolean",
+  caaIssuer: "string",
+  dnssec: "boolean",
+  clamav: "boolean",
+  relayHost: "string",
+  backup: "json",
+  protect: "boolean",
+  monitoringAllowedIps: "json",
+  dkimSelector: "string",
+};
+
+/** Addresses every mail domain must accept (RFC 5321 4.5.1, RFC 2142). */
+const ROLE_MAILBOXES = ["postmaster", "abuse"];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `mailstack configuration is invalid (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads the `mailstack:` namespace of the current stack and validates it. */
+export function readConfig(): MailStackConfig {
+  const config = new pulumi.Config("mailstack");
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(CONFIG_KEYS)) raw[key] = config.get(key);
+  const unknown = Object.keys(pulumi.runtime.allConfig())
+    .filter((k) => k.startsWith("mailstack:"))
+    .map((k) => k.slice("mailstack:".length))
+    .filter((k) => !(k in CONFIG_KEYS));
+  return parseConfig(raw, unknown);
+}
+
+/**
+ * Validates raw config values (strings as Pulumi stores them, or already typed values) and
+ * returns the typed config with defaults filled in. Throws a ConfigError listing every
+ * problem found. `unknownKeys` are keys set under `mailstack:` that the contract lacks:
+ * a typo there would otherwise be silently ignored.
+ */
+export function parseConfig(
+  raw: Record<string, unknown>,
+  unknownKeys: string[] = [],
+): MailStackConfig {
+  const problems: string[] = [];
+  const fail = (key: string, rule: string, value: unknown) =>
+    problems.push(`mailstack:${key}: ${rule}; got ${show(value)}`);
+
+  for (const key of unknownKeys) {
+    fail(key, `is not a known setting (known: ${Object.keys(CONFIG_KEYS).join(", ")})`, key);
+  }
+
+  const broken = new Set<string>();
+  const values = coerceAll(raw, (key, rule, value) => {
+    broken.add(key);
+    fail(key, rule, value);
+  });
+  // A key whose value could not be read at all was reported once; nothing else about it is.
+  const missing = (key: string) => values[key] === undefined && !broken.has(key);
+  const str = (key: string): string | undefined => {
+    const v = values[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== "string") {
+      fail(key, "must be a string", v);
+      return undefined;
+    }
+    return v.trim();
+  };
+  const required = (key: string): string => {
+    const v = str(key);
+    // A value of the wrong type was reported by str() already.
+    if (v === "" || missing(key)) {
+      fail(key, `is required (pulumi config set mailstack:${key} ...)`, values[key]);
+    }
+    return v ?? "";
+  };
+  const oneOf = <T extends string>(key: string, allowed: readonly T[], def: T): T => {
+    const v = str(key) ?? def;
+    if (!allowed.includes(v as T)) {
+      fail(key, `must be one of ${allowed.join(", ")}`, v);
+      return def;
+    }
+    return v as T;
+  };
+  const bool = (key: string, def: boolean): boolean => {
+    const v = values[key];
+    if (v === undefined) return def;
+    if (typeof v !== "boolean") {
+      fail(key, "must be true or false", v);
+      return def;
+    }
+    return v;
+  };
+
+  // --- names -------------------------------------------------------------------------
+  let domain = required("domain").toLowerCase();
+  if (domain && !isDomainName(domain)) {
+    fail("domain", "must be a DNS name of two or more labels (letters, digits, hyphens)", domain);
+    domain = ""; // checks that depend on the domain are skipped rather than repeated
+  }
+  const hostname = (str("hostname") ?? "mail").toLowerCase();
+  if (!isDnsLabel(hostname)) {
+    fail("hostname", "must be one DNS label (letters, digits, hyphens; 1-63 characters)", hostname);
+  }
+  const mailHost = `${hostname}.${domain}`;
+  if (domain && mailHost.length > 253) {
+    fail("hostname", `makes the host name ${mailHost} longer than 253 characters`, hostname);
+  }
+  const inDomain = (address: string) => address.endsWith(`@${domain}`);
+
+  // --- cloud -------------------------------------------------------------------------
+  const cloudflareZoneId = required("cloudflareZoneId");
+  if (cloudflareZoneId && !/^[0-9a-f]{32}$/.test(cloudflareZoneId)) {
+    fail(
+      "cloudflareZoneId",
+      "must be the 32 hex digit zone ID shown on the zone's overview",
+      cloudflareZoneId,
+    );
+  }
+  const cloudflareAccountId = str("cloudflareAccountId");
+  if (cloudflareAccountId !== undefined && !/^[0-9a-f]{32}$/.test(cloudflareAccountId)) {
+    fail("cloudflareAccountId", "must be the 32 hex digit account ID", cloudflareAccountId);
+  }
+  const location = oneOf("location", EU_LOCATIONS, "fsn1");
+  const serverType = str("serverType") ?? "cx23";
+  if (!/^[a-z0-9-]+$/.test(serverType)) {
+    fail("serverType", "must be a Hetzner server type name such as cx23", serverType);
+  }
+  const image = str("image") ?? "debian-13";
+  if (!/^debian-1[23]$/.test(image)) {
+    // The host configuration is written and tested for these Debian releases only.
+    fail("image", "must be debian-13 or debian-12", image);
+  }
+  const volumeSizeGb = integer(values, "volumeSizeGb", 20, fail);
+  if (volumeSizeGb < 10)
+    fail("volumeSizeGb", "must be at least 10 (Hetzner's minimum)", volumeSizeGb);
+  if (volumeSizeGb > 10240)
+    fail("volumeSizeGb", "must be at most 10240 (Hetzner's maximum)", volumeSizeGb);
+
+  // --- access ------------------------------------------------------------------------
+  const sshPublicKeys = stringList(values, "sshPublicKeys", undefined, fail);
+  if (missing("sshPublicKeys")) {
+    fail("sshPublicKeys", "is required: at least one admin SSH public key", undefined);
+  } else if (sshPublicKeys.length === 0) {
+    fail("sshPublicKeys", "must hold at least one SSH public key (login is key-only)", []);
+  }
+  sshPublicKeys.forEach((key, i) => {
+    const why = sshPublicKeyProblem(key);
+    if (why) fail(`sshPublicKeys[${i}]`, why, key);
+  });
+  const sshAllowedIps = cidrList(values, "sshAllowedIps", ANYWHERE, fail);
+  const monitoringAllowedIps = cidrList(values, "monitoringAllowedIps", [], fail);
+
+  // --- mailboxes -----------------------------------------------------------------------
+  const before = problems.length;
+  const { users, aliases } = mailboxes(values, domain, missing("users"), fail);
+  const mailboxesOk = problems.length === before && users.length > 0;
+
+  // --- policy ------------------------------------------------------------------------
+  const email = (key: string, def: string): string => {
+    const v = (str(key) ?? def).toLowerCase();
+    if (v && !isEmail(v)) fail(key, "must be an email address (local@domain)", v);
+    return v;
+  };
+  const dmarcPolicy = oneOf("dmarcPolicy", DMARC_POLICIES, "reject");
+  const dmarcReportEmail = email("dmarcReportEmail", domain ? `postmaster@${domain}` : "");
+  const mtaStsMode = oneOf("mtaStsMode", MTA_STS_MODES, "enforce");
+  const tlsRptEmail = email("tlsRptEmail", domain ? `postmaster@${domain}` : "");
+  const acmeEmail = required("acmeEmail").toLowerCase();
+  if (acmeEmail && !isEmail(acmeEmail))
+    fail("acmeEmail", "must be an email address (local@domain)", acmeEmail);
+  for (const key of ["dmarcReportEmail", "tlsRptEmail"]) {
+    const v = key === "dmarcReportEmail" ? dmarcReportEmail : tlsRptEmail;
+    if (mailboxesOk && isEmail(v) && inDomain(v) && !isDeliverable(v, users, aliases)) {
+      fail(key, `is inside ${domain} but no mailbox or alias receives it`, v);
+    }
+  }
+  const caaIssuer = (str("caaIssuer") ?? "letsencrypt.org").toLowerCase();
+  if (!isDomainName(caaIssuer))
+    fail("caaIssuer", "must be the CA's CAA domain, e.g. letsencrypt.org", caaIssuer);
+  const dkimSelector = (str("dkimSelector") ?? "mail").toLowerCase();
+  if (!isDnsLabel(dkimSelector)) fail("dkimSelector", "must be one DNS label", dkimSelector);
+
+  const relayHost = str("relayHost");
+  if (
+    relayHost !== undefined &&
+    !/^(\[[a-z0-9.-]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$/i.test(relayHost)
+  ) {
+    fail(
+      "relayHost",
+      "must be host, [host] or [host]:port, e.g. [smtp.relay.example]:587",
+      relayHost,
+    );
+  }
+
+  const backup = backupSpec(values, fail);
+  const acmeStaging = bool("acmeStaging", false);
+  const dnssec = bool("dnssec", true);
+  const clamav = bool("clamav", true);
+  const protect = bool("protect", true);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    domain,
+    hostname,
+    mailHost,
+    cloudflareZoneId,
+    cloudflareAccountId,
+    location,
+    serverType,
+    image,
+    sshPublicKeys: sshPublicKeys.map((k) => k.trim()),
+    sshAllowedIps,
+    volumeSizeGb,
+    users,
+    aliases,
+    dmarcPolicy,
+    dmarcReportEmail,
+    mtaStsMode,
+    tlsRptEmail,
+    acmeEmail,
+    acmeStaging,
+    caaIssuer,
+    dnssec,
+    clamav,
+    relayHost,
+    backup,
+    protect,
+    monitoringAllowedIps,
+    dkimSelector,
+  };
+}
+
+type Fail = (key: string, rule: string, value: unknown) => void;
+
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const text = JSON.stringify(value);
+  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
+/** Turns Pulumi's string values into the kind each key declares. */
+function coerceAll(raw: Record<string, unknown>, fail: Fail): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
+    const v = raw[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== "string") {
+      out[key] = v;
+      continue;
+    }
+    if (kind === "boolean" && (v === "true" || v === "false")) out[key] = v === "true";
+    else if (kind === "integer" && /^-?[0-9]+$/.test(v.trim())) out[key] = Number(v);
+    else if (kind === "json") {
+      try {
+        out[key] = JSON.parse(v);
+      } catch {
+        fail(key, "must be structured YAML/JSON (set it with --path or in the stack file)", v);
+      }
+    } else out[key] = v;
+  }
+  return out;
+}
+
+function integer(
+  values: Record<string, unknown>,
+  key: string,
+  def: number,
+  fail: Fail,
+  min = 0,
+): number {
+  const v = values[key];
+  if (v === undefined) return def;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+    fail(key, `must be a whole number of at least ${min}`, v);
+    return def;
+  }
+  return v;
+}
+
+function stringList(
+  values: Record<string, unknown>,
+  key: string,
+  def: string[] | undefined,
+  fail: Fail,
+): string[] {
+  const v = values[key];
+  if (v === undefined) return def ?? [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
+    fail(key, "must be a list of strings", v);
+    return def ?? [];
+  }
+  return v;
+}
+
+function cidrList(
+  values: Record<string, unknown>,
+  key: string,
+  def: string[],
+  fail: Fail,
+): string[] {
+  const list = stringList(values, key, def, fail).map((s) => s.trim());
+  list.forEach((cidr, i) => {
+    if (!isCidr(cidr))
+      fail(`${key}[${i}]`, "must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48", cidr);
+  });
+  return list;
+}
+
+function backupSpec(values: Record<string, unknown>, fail: Fail): BackupSpec {
+  const def: BackupSpec = { enabled: true, keepDaily: 7, keepWeekly: 4, keepMonthly: 12 };
+  const v = values.backup;
+  if (v === undefined) return def;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    fail("backup", "must be an object {enabled, keepDaily, keepWeekly, keepMonthly}", v);
+    return def;
+  }
+  const obj = v as Record<string, unknown>;
+  const out = { ...def };
+  for (const k of Object.keys(obj)) {
+    if (!(k in def))
+      fail(`backup.${k}`, `is not a backup setting (known: ${Object.keys(def).join(", ")})`, k);
+  }
+  if (obj.enabled !== undefined) {
+    if (typeof obj.enabled === "boolean") out.enabled = obj.enabled;
+    else fail("backup.enabled", "must be true or false", obj.enabled);
+  }
+  for (const k of ["keepDaily", "keepWeekly", "keepMonthly"] as const) {
+    out[k] = integer(obj, k, def[k], (_, rule, value) => fail(`backup.${k}`, rule, value));
+  }
+  if (out.enabled && out.keepDaily + out.keepWeekly + out.keepMonthly === 0) {
+    fail("backup", "keeps no snapshot at all: set keepDaily, keepWeekly or keepMonthly above 0", v);
+  }
+  return out;
+}
+
+/**
+ * Users, their aliases and the group aliases. Every address must be inside the domain and
+ * unique; every alias must end at a mailbox; alias chains must not loop. postmaster@ and
+ * abuse@ are added as aliases of the first user when the config does not define them.
+ */
+function mailboxes(
+  values: Record<string, unknown>,
+  domain: string,
+  usersMissing: boolean,
+  fail: Fail,
+): { users: UserSpec[]; aliases: Record<string, string[]> } {
+  const users: UserSpec[] = [];
+  const owner = new Map<string, string>(); // address -> where it was defined
+  const claim = (address: string, where: string) => {
+    const prev = owner.get(address);
+    if (prev) fail(where, `duplicates ${prev}`, address);
+    else owner.set(address, where);
+  };
+  const checkAddress = (address: unknown, where: string): string | undefined => {
+    if (typeof address !== "string" || !isEmail(address.trim())) {
+      fail(where, "must be an email address (local@domain)", address);
+      return undefined;
+    }
+    const a = address.trim().toLowerCase();
+    if (domain && !a.endsWith(`@${domain}`)) {
+      fail(where, `must be an address @${domain}`, address);
+      return undefined;
+    }
+    return a;
+  };
+
+  const rawUsers = values.users;
+  if (usersMissing) {
+    fail("users", "is required: a list of {address, aliases?, quotaMb?}", undefined);
+  } else if (rawUsers === undefined) {
+    // unreadable, reported already
+  } else if (!Array.isArray(rawUsers) || rawUsers.length === 0) {
+    fail("users", "must be a non-empty list of {address, aliases?, quotaMb?}", rawUsers);
+  } else {
+    rawUsers.forEach((u: unknown, i) => {
+      const where = `users[${i}]`;
+      if (typeof u !== "object" || u === null || Array.isArray(u)) {
+        fail(where, "must be an object {address, aliases?, quotaMb?}", u);
+        return;
+      }
+      const obj = u as Record<string, unknown>;
+      for (const k of Object.keys(obj)) {
+        if (!["address", "aliases", "quotaMb"].includes(k)) {
+          fail(`${where}.${k}`, "is not a user setting (known: address, aliases, quotaMb)", k);
+        }
+      }
+      const address = checkAddress(obj.address, `${where}.address`);
+      if (address) claim(address, `${where}.address`);
+      const aliases: string[] = [];
+      if (obj.aliases !== undefined && !Array.isArray(obj.aliases)) {
+        fail(`${where}.aliases`, "must be a list of addresses", obj.aliases);
+      } else {
+        ((obj.aliases as unknown[]) ?? []).forEach((al, j) => {
+          const a = checkAddress(al, `${where}.aliases[${j}]`);
+          if (!a) return;
+          claim(a, `${where}.aliases[${j}]`);
+          aliases.push(a);
+        });
+      }
+      let quotaMb: number | undefined;
+      if (obj.quotaMb !== undefined) {
+        if (typeof obj.quotaMb === "number" && Number.isInteger(obj.quotaMb) && obj.quotaMb >= 1) {
+          quotaMb = obj.quotaMb;
+        } else fail(`${where}.quotaMb`, "must be a whole number of MiB, at least 1", obj.quotaMb);
+      }
+      if (address) users.push({ address, aliases, ...(quotaMb ? { quotaMb } : {}) });
+    });
+  }
+
+  const aliases: Record<string, string[]> = {};
+  const rawAliases = values.aliases ?? {};
+  if (typeof rawAliases !== "object" || rawAliases === null || Array.isArray(rawAliases)) {
+    fail("aliases", "must be a map of alias address -> list of target addresses", rawAliases);
+  } else {
+    for (const [alias, targets] of Object.entries(rawAliases as Record<string, unknown>)) {
+      const where = `aliases.${alias}`;
+      const a = checkAddress(alias, where);
+      if (!a) continue;
+      claim(a, where);
+      const list = typeof targets === "string" ? [targets] : targets;
+      if (!Array.isArray(list) || list.length === 0) {
+        fail(where, "must name one or more target addresses", targets);
+        continue;
+      }
+      aliases[a] = list
+        .map((t, j) => checkAddress(t, `${where}[${j}]`))
+        .filter((t): t is string => t !== undefined);
+    }
+    // Every target must end at a mailbox, and following aliases must never come back.
+    const mailboxAddresses = new Set(users.flatMap((u) => [u.address, ...u.aliases]));
+    const resolve = (addr: string, path: string[]): void => {
+      if (mailboxAddresses.has(addr)) return;
+      if (!(addr in aliases)) {
+        fail(
+          `aliases.${path[0]}`,
+          `points to ${addr}, which is no mailbox or alias`,
+          aliases[path[0]],
+        );
+        return;
+      }
+      if (path.includes(addr)) {
+        // Report each cycle once: from its alphabetically first member.
+        const cycle = path.slice(path.indexOf(addr));
+        if (addr === path[0] && cycle.every((c) => addr <= c)) {
+          fail(`aliases.${addr}`, `loops: ${[...path, addr].join(" -> ")}`, aliases[addr]);
+        }
+        return;
+      }
+      for (const t of aliases[addr]) resolve(t, [...path, addr]);
+    };
+    for (const alias of Object.keys(aliases)) {
+      for (const t of aliases[alias]) resolve(t, [alias]);
+    }
+  }
+
+  if (domain && users.length > 0) {
+    for (const role of ROLE_MAILBOXES) {
+      const addr = `${role}@${domain}`;
+      if (!owner.has(addr)) aliases[addr] = [users[0].address];
+    }
+  }
+  return { users, aliases };
+}
+
+function isDeliverable(
+  address: string,
+  users: UserSpec[],
+  aliases: Record<string, string[]>,
+): boolean {
+  return (
+    users.some((u) => u.address === address || u.aliases.includes(address)) || address in aliases
+  );
+}

@@ -1,0 +1,123 @@
+import * as cloudflare from "@pulumi/cloudflare";
+import * as pulumi from "@pulumi/pulumi";
+import { buildMailRecords, type DnsRecord, type RecordKeys, type RecordSettings } from "./records";
+
+export interface MailDnsArgs {
+  /** Cloudflare zone holding the domain. */
+  zoneId: string;
+  /** The config the records are built from. */
+  settings: RecordSettings;
+  /** Public IPv4 of the mail host. */
+  ipv4: pulumi.Input<string>;
+  /** Public IPv6 of the mail host. */
+  ipv6: pulumi.Input<string>;
+  /** DKIM public key, PEM. */
+  dkimPublicKeyPem: pulumi.Input<string>;
+  /** Public key of the mail host's TLS key, PEM (for TLSA). */
+  tlsPublicKeyPem: pulumi.Input<string>;
+}
+
+/**
+ * A fixed, throw-away public key. The set of records (names, types, order) depends only on
+ * the settings, but Pulumi must know it before the real keys and addresses exist, so the
+ * builder is run once with these stand-ins to lay the records out.
+ */
+const LAYOUT_PUBLIC_KEY =
+  "-----BEGIN PUBLIC KEY-----\n" +
+  "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE5H8wOqx459cdwzaKCXV0qAg1g3B8\n" +
+  "m9W1pkNW/cXrvIJefZWEmVnWEtGtSb69KXtadL6UmFFMOR8wdjYwwUze3Q==\n" +
+  "-----END PUBLIC KEY-----\n";
+const LAYOUT_KEYS: RecordKeys = {
+  ipv4: "192.0.2.1",
+  ipv6: "2001:db8::1",
+  dkimPublicKeyPem: LAYOUT_PUBLIC_KEY,
+  tlsPublicKeyPem: LAYOUT_PUBLIC_KEY,
+};
+
+/**
+ * Every mail DNS record on Cloudflare, from the one builder in records.ts. None is proxied:
+ * mail protocols do not pass through Cloudflare's HTTP proxy, and a proxied A record would
+ * publish Cloudflare's address instead of the host's.
+ */
+export class MailDns extends pulumi.ComponentResource {
+  /** The records as published, with their real contents. */
+  readonly records: pulumi.Output<DnsRecord[]>;
+  /** DS record to enter at the registrar when DNSSEC is on. */
+  readonly dnssecDs?: pulumi.Output<string>;
+
+  constructor(name: string, args: MailDnsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mailstack:index:MailDns", name, {}, opts);
+
+    this.records = pulumi
+      .all([args.ipv4, args.ipv6, args.dkimPublicKeyPem, args.tlsPublicKeyPem])
+      .apply(([ipv4, ipv6, dkimPublicKeyPem, tlsPublicKeyPem]) =>
+        buildMailRecords(args.settings, { ipv4, ipv6, dkimPublicKeyPem, tlsPublicKeyPem }),
+      );
+
+    const layout = buildMailRecords(args.settings, LAYOUT_KEYS);
+    const seen = new Map<string, number>();
+    layout.forEach((planned, i) => {
+      const record = this.records.apply((all) => {
+        const r = all[i];
+        if (!r || r.name !== planned.name || r.type !== planned.type) {
+          throw new Error(`DNS record ${i} changed shape: planned ${planned.type} ${planned.name}`);
+        }
+        return r;
+      });
+      const slug = resourceSlug(planned, args.settings.domain);
+      const n = (seen.get(slug) ?? 0) + 1;
+      seen.set(slug, n);
+      new cloudflare.DnsRecord(
+        `${name}-${slug}${n > 1 ? `-${n}` : ""}`,
+        {
+          zoneId: args.zoneId,
+          name: planned.name,
+          type: planned.type,
+          ttl: planned.ttl,
+          proxied: false,
+          comment: "managed by mailstack",
+          ...(planned.data
+            ? { data: record.apply((r) => cloudflareData(r)) }
+            : { content: record.content }),
+          ...(planned.priority === undefined ? {} : { priority: planned.priority }),
+        },
+        { parent: this },
+      );
+    });
+
+    if (args.settings.dnssec) {
+      const dnssec = new cloudflare.ZoneDnssec(
+        `${name}-dnssec`,
+        { zoneId: args.zoneId, status: "active" },
+        { parent: this },
+      );
+      this.dnssecDs = dnssec.ds;
+    }
+
+    this.registerOutputs({ records: this.records, dnssecDs: this.dnssecDs });
+  }
+}
+
+/** A stable resource name part: type and owner name relative to the zone. */
+function resourceSlug(r: DnsRecord, domain: string): string {
+  const relative = r.name === domain ? "apex" : r.name.slice(0, -(domain.length + 1));
+  return `${r.type.toLowerCase()}-${relative.replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "")}`;
+}
+
+/** Cloudflare's structured `data` for SRV, CAA and TLSA. */
+function cloudflareData(r: DnsRecord): cloudflare.types.input.DnsRecordData {
+  const d = r.data!;
+  switch (d.kind) {
+    case "SRV":
+      return { priority: d.priority, weight: d.weight, port: d.port, target: d.target };
+    case "CAA":
+      return { flags: d.flags, tag: d.tag, value: d.value };
+    case "TLSA":
+      return {
+        usage: d.usage,
+        selector: d.selector,
+        matchingType: d.matchingType,
+        certificate: d.certificate,
+      };
+  }
+}

@@ -1,0 +1,166 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { clientSettings, type ClientSettings } from "./client-settings";
+import type { MailStackConfig } from "./config";
+import { monthlyCostEur } from "./cost";
+import { MailDns } from "./dns";
+import { inboundRules } from "./firewall";
+import { hostFiles } from "./host-files";
+import { MailKeys } from "./keys";
+import { Provisioning } from "./provisioning";
+import { recordSummary } from "./records";
+import { MailServer } from "./server";
+
+export interface MailStackArgs {
+  /** The validated config (components/config.ts). */
+  config: MailStackConfig;
+}
+
+/**
+ * The whole mail server: keys, the Hetzner server with its addresses, firewall and volume,
+ * every DNS record, and the provisioning of secrets and day-2 settings. What index.ts,
+ * staging stacks and the tests instantiate.
+ */
+export class MailStack extends pulumi.ComponentResource {
+  readonly keys: MailKeys;
+  readonly server: MailServer;
+  readonly dns: MailDns;
+  readonly provisioning: Provisioning;
+
+  readonly mailHost: string;
+  readonly ipv4: pulumi.Output<string>;
+  readonly ipv6: pulumi.Output<string>;
+  readonly dnsRecords: pulumi.Output<
+    { name: string; type: string; content: string; priority?: number }[]
+  >;
+  readonly dkimSelector: string;
+  readonly clientSettings: ClientSettings;
+  /** address -> generated password; secret. */
+  readonly userPasswords: pulumi.Output<Record<string, string>>;
+  readonly monthlyCostEur: number | undefined;
+  readonly dnssecDs: pulumi.Output<string> | undefined;
+
+  constructor(name: string, args: MailStackArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mailstack:index:MailStack", name, {}, opts);
+    const cfg = args.config;
+    const parent = { parent: this };
+    const firewall = inboundRules(cfg);
+
+    this.keys = new MailKeys(`${name}-keys`, parent);
+
+    this.server = new MailServer(
+      `${name}-host`,
+      {
+        location: cfg.location,
+        serverType: cfg.serverType,
+        image: cfg.image,
+        hostname: cfg.hostname,
+        mailHost: cfg.mailHost,
+        volumeSizeGb: cfg.volumeSizeGb,
+        firewall,
+        protect: cfg.protect,
+        clamav: cfg.clamav,
+        deployPublicKey: this.keys.deploy.publicKeyOpenssh,
+        hostKey: {
+          privateOpenssh: this.keys.sshHost.privateKeyOpenssh,
+          publicOpenssh: this.keys.sshHost.publicKeyOpenssh,
+        },
+        labels: { stack: labelValue(pulumi.getStack()) },
+      },
+      parent,
+    );
+
+    this.dns = new MailDns(
+      `${name}-dns`,
+      {
+        zoneId: cfg.cloudflareZoneId,
+        settings: cfg,
+        ipv4: this.server.ipv4,
+        ipv6: this.server.ipv6,
+        dkimPublicKeyPem: this.keys.dkim.publicKeyPem,
+        tlsPublicKeyPem: this.keys.tls.publicKeyPem,
+      },
+      parent,
+    );
+
+    const files = pulumi
+      .all([
+        this.keys.deploy.publicKeyOpenssh,
+        this.keys.dkim.privateKeyPem,
+        this.keys.tls.privateKeyPem,
+      ])
+      .apply(([deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem]) =>
+        hostFiles({
+          adminKeys: cfg.sshPublicKeys,
+          deployPublicKey,
+          firewall,
+          dkimSelector: cfg.dkimSelector,
+          dkimPrivateKeyPem,
+          tlsPrivateKeyPem,
+        }),
+      );
+    this.provisioning = new Provisioning(
+      `${name}-provision`,
+      {
+        host: this.server.ipv4,
+        hostPublicKey: this.keys.sshHost.publicKeyOpenssh,
+        deployPrivateKey: this.keys.deploy.privateKeyOpenssh,
+        files,
+        triggers: [this.server.server.id],
+      },
+      parent,
+    );
+
+    const passwords = cfg.users.map(
+      (u) =>
+        [
+          u.address,
+          new random.RandomPassword(
+            `${name}-password-${u.address.replace(/[^a-z0-9]+/g, "-")}`,
+            // 24 letters and digits: ~142 bits, and nothing a mail client mangles.
+            { length: 24, special: false },
+            parent,
+          ).result,
+        ] as const,
+    );
+
+    this.mailHost = cfg.mailHost;
+    this.ipv4 = this.server.ipv4;
+    this.ipv6 = this.server.ipv6;
+    this.dnsRecords = this.dns.records.apply(recordSummary);
+    this.dkimSelector = cfg.dkimSelector;
+    this.clientSettings = clientSettings(cfg.mailHost);
+    this.userPasswords = pulumi.secret(
+      pulumi
+        .all(passwords.map(([, pw]) => pw))
+        .apply((pws) => Object.fromEntries(passwords.map(([address], i) => [address, pws[i]]))),
+    );
+    this.monthlyCostEur = monthlyCostEur(cfg.serverType, cfg.volumeSizeGb);
+    if (this.monthlyCostEur === undefined) {
+      void pulumi.log.warn(
+        `no price known for server type ${cfg.serverType}: monthlyCostEur is not set`,
+        this,
+      );
+    }
+    this.dnssecDs = this.dns.dnssecDs;
+
+    this.registerOutputs({
+      mailHost: this.mailHost,
+      ipv4: this.ipv4,
+      ipv6: this.ipv6,
+      dnsRecords: this.dnsRecords,
+      userPasswords: this.userPasswords,
+    });
+  }
+}
+
+/** Hetzner label values: up to 63 of [a-z0-9._-], starting and ending alphanumeric. */
+function labelValue(text: string): string {
+  return (
+    text
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, "-")
+      .slice(0, 63)
+      .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "") || "stack"
+  );
+}

@@ -1,0 +1,203 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { ANYWHERE } from "../components/config";
+import { inboundRules } from "../components/firewall";
+import { hostPackages } from "../cloud-init/packages";
+import { renderCloudInit, renderNftables, type HostSpec } from "../cloud-init/render";
+import { DEPLOY_KEY, SSH_HOST_KEY } from "./support/keys";
+
+const PROD: HostSpec = {
+  hostname: "mail",
+  fqdn: "mail.example.eu",
+  deployPublicKey: DEPLOY_KEY.publicOpenssh,
+  hostKey: {
+    privateOpenssh: SSH_HOST_KEY.privateOpenssh,
+    publicOpenssh: SSH_HOST_KEY.publicOpenssh,
+  },
+  volumeDevice: "/dev/disk/by-id/scsi-0HC_Volume_4242",
+  clamav: true,
+};
+const STAGING: HostSpec = { ...PROD, fqdn: "mail.staging.example.eu", clamav: false };
+
+const tmp = mkdtempSync(join(tmpdir(), "mailstack-cloud-init-"));
+const writeTmp = (name: string, text: string) => {
+  const path = join(tmp, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+describe("userData", () => {
+  const text = renderCloudInit(PROD);
+  const doc = parse(text);
+  const file = (path: string): string => {
+    const f = doc.write_files.find((w: { path: string }) => w.path === path);
+    expect(f).toBeDefined();
+    return f.content;
+  };
+
+  test("is byte-identical for identical input, and a #cloud-config document", () => {
+    expect(renderCloudInit({ ...PROD })).toBe(text);
+    expect(text.startsWith("#cloud-config\n")).toBe(true);
+  });
+
+  test("has its keys sorted, so output does not depend on code order", () => {
+    const keys = Object.keys(doc);
+    expect(keys).toEqual([...keys].sort());
+  });
+
+  test("stays under Hetzner's 32 KiB limit", () => {
+    expect(Buffer.byteLength(text)).toBeLessThan(32 * 1024);
+    expect(Buffer.byteLength(renderCloudInit(STAGING))).toBeLessThan(32 * 1024);
+  });
+
+  test("passes cloud-init's own schema validation", () => {
+    for (const [name, spec] of [
+      ["prod", PROD],
+      ["staging", STAGING],
+    ] as const) {
+      const path = writeTmp(`${name}.yaml`, renderCloudInit(spec));
+      const out = execFileSync("cloud-init", ["schema", "--config-file", path], {
+        stdio: "pipe",
+      }).toString();
+      expect(out).toMatch(/Valid (cloud-config|schema)/);
+    }
+  });
+
+  test("carries no private key but the SSH host key", () => {
+    const blocks = text.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----/g);
+    expect(blocks).toEqual(["-----BEGIN OPENSSH PRIVATE KEY-----"]);
+    expect(doc.ssh_keys.ed25519_private).toBe(SSH_HOST_KEY.privateOpenssh);
+    // Past the common header lines, the deployment key's body must not appear anywhere.
+    for (const line of DEPLOY_KEY.privateOpenssh.split("\n").slice(2, -2))
+      expect(text).not.toContain(line);
+    expect(text).not.toMatch(
+      /^\s*-?\s*(passwd|hashed_passwd|plain_text_passwd|chpasswd|password):/m,
+    );
+  });
+
+  test("pins the generated host key and makes no other", () => {
+    expect(doc.ssh_keys).toEqual({
+      ed25519_private: SSH_HOST_KEY.privateOpenssh,
+      ed25519_public: SSH_HOST_KEY.publicOpenssh.trim(),
+    });
+    expect(doc.ssh_deletekeys).toBe(true);
+    expect(doc.ssh_genkeytypes).toEqual(["ed25519"]);
+    expect(file("/etc/ssh/sshd_config.d/10-mailstack.conf")).toMatch(
+      /^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m,
+    );
+  });
+
+  test("allows key-only SSH, for the admin account only, never root", () => {
+    expect(doc.ssh_pwauth).toBe(false);
+    expect(doc.disable_root).toBe(true);
+    expect(doc.users).toEqual([
+      expect.objectContaining({
+        name: "admin",
+        lock_passwd: true,
+        ssh_authorized_keys: [DEPLOY_KEY.publicOpenssh.trim()],
+      }),
+    ]);
+    const sshd = file("/etc/ssh/sshd_config.d/10-mailstack.conf");
+    for (const line of [
+      "PermitRootLogin no",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "AuthenticationMethods publickey",
+    ]) {
+      expect(sshd).toMatch(new RegExp(`^${line}$`, "m"));
+    }
+  });
+
+  test("sets the host name to the MX host", () => {
+    expect([doc.hostname, doc.fqdn]).toEqual(["mail", "mail.example.eu"]);
+  });
+
+  test("mounts the mail volume without ever formatting it", () => {
+    expect(doc.mounts).toEqual([
+      [
+        PROD.volumeDevice,
+        "/srv/mail",
+        "ext4",
+        "defaults,nofail,discard,x-systemd.device-timeout=60s",
+        "0",
+        "2",
+      ],
+    ]);
+    expect(doc.fs_setup).toBeUndefined();
+    expect(doc.disk_setup).toBeUndefined();
+    expect(text).not.toMatch(/mkfs/);
+    expect(doc.runcmd).toEqual([["/usr/local/sbin/mailstack-bootstrap"]]);
+  });
+
+  test("lists the mail packages; ClamAV only when enabled", () => {
+    const list = (spec: HostSpec) =>
+      parse(renderCloudInit(spec)).write_files.find(
+        (w: { path: string }) => w.path === "/etc/mailstack/packages.list",
+      ).content;
+    expect(list(PROD)).toBe(hostPackages({ clamav: true }).join("\n") + "\n");
+    for (const p of [
+      "postfix",
+      "dovecot-imapd",
+      "dovecot-lmtpd",
+      "rspamd",
+      "redis-server",
+      "nftables",
+      "fail2ban",
+      "clamav-daemon",
+    ]) {
+      expect(list(PROD).split("\n")).toContain(p);
+    }
+    expect(list(STAGING)).not.toContain("clamav");
+  });
+
+  test("keeps the metadata service to root", () => {
+    expect(file("/etc/nftables.conf")).toContain(
+      'ip daddr 169.254.169.254 meta skuid != 0 reject comment "metadata service: root only"',
+    );
+  });
+
+  test("golden render: prod", () => {
+    expect(text).toMatchSnapshot();
+  });
+
+  test("golden render: staging", () => {
+    expect(renderCloudInit(STAGING)).toMatchSnapshot();
+  });
+});
+
+describe("host firewall (nftables)", () => {
+  const rules = inboundRules({
+    sshAllowedIps: ["198.51.100.7/32", "2001:db8:7::/48"],
+    monitoringAllowedIps: ["198.51.100.50/32"],
+  });
+  const conf = renderNftables(rules);
+
+  test("drops by default and opens exactly the mail ports to all", () => {
+    expect(conf).toContain("type filter hook input priority filter; policy drop;");
+    const openToAll = [...conf.matchAll(/^\s+tcp dport (\d+) accept/gm)].map((m) => Number(m[1]));
+    expect(openToAll).toEqual([25, 465, 587, 993, 4190]);
+  });
+
+  test("opens SSH and the exporters only to their sources", () => {
+    expect(conf).toContain('ip saddr { 198.51.100.7/32 } tcp dport 22 accept comment "SSH"');
+    expect(conf).toContain('ip6 saddr { 2001:db8:7::/48 } tcp dport 22 accept comment "SSH"');
+    expect(conf).toContain("ip saddr { 198.51.100.50/32 } tcp dport 9100 accept");
+    expect(conf).toContain("ip saddr { 198.51.100.50/32 } tcp dport 9154 accept");
+    expect(conf).not.toMatch(/ip6 saddr \{[^}]*\} tcp dport 91/);
+  });
+
+  test("first boot opens SSH to all at the host (the provider firewall limits it)", () => {
+    const first = renderNftables(
+      inboundRules({ sshAllowedIps: ANYWHERE, monitoringAllowedIps: [] }),
+    );
+    expect(first).toMatch(/^\s+tcp dport 22 accept comment "SSH"$/m);
+    expect(first).not.toContain("9100");
+  });
+
+  test("loads in nft's checker", () => {
+    execFileSync("nft", ["-c", "-f", writeTmp("rules.nft", conf)], { stdio: "pipe" });
+  });
+});

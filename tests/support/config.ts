@@ -1,0 +1,40 @@
+import { DEPLOY_KEY } from "./keys";
+
+/** A valid admin key for tests (the public half of a test-only key). */
+export const ADMIN_KEY = DEPLOY_KEY.publicOpenssh.trim() + " alice@laptop";
+
+/** The smallest valid config, as Pulumi would hand it over (strings). */
+export const MINIMAL_RAW: Record<string, unknown> = {
+  domain: "example.eu",
+  cloudflareZoneId: "0123456789abcdef0123456789abcdef",
+  sshPublicKeys: JSON.stringify([ADMIN_KEY]),
+  users: JSON.stringify([{ address: "alice@example.eu" }]),
+  acmeEmail: "hostmaster@example.eu",
+};
+
+/** A production stack with most keys set, mirroring Pulumi.prod.yaml. */
+export const PROD_RAW: Record<string, unknown> = {
+  ...MINIMAL_RAW,
+  cloudflareAccountId: "fedcba9876543210fedcba9876543210",
+  location: "nbg1",
+  sshAllowedIps: JSON.stringify(["198.51.100.7/32", "2001:db8:7::/48"]),
+  users: JSON.stringify([
+    { address: "alice@example.eu", aliases: ["a.smith@example.eu"], quotaMb: 10240 },
+    { address: "bob@example.eu" },
+  ]),
+  aliases: JSON.stringify({ "team@example.eu": ["alice@example.eu", "bob@example.eu"] }),
+  monitoringAllowedIps: JSON.stringify(["198.51.100.50/32"]),
+};
+
+/** A throw-away staging stack, mirroring Pulumi.staging.yaml. */
+export const STAGING_RAW: Record<string, unknown> = {
+  ...MINIMAL_RAW,
+  domain: "staging.example.eu",
+  users: JSON.stringify([{ address: "test@staging.example.eu" }]),
+  acmeStaging: "true",
+  protect: "false",
+  mtaStsMode: "testing",
+  dmarcPolicy: "quarantine",
+  clamav: "false",
+  volumeSizeGb: "10",
+};

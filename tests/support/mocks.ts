@@ -1,0 +1,131 @@
+// Pulumi mocks standing in for the Hetzner, Cloudflare, tls, random and command providers.
+// They answer only the resource types the stack is meant to create and throw on anything
+// else, and they hand out real keys (tests/support/keys.ts), so key arithmetic is checked
+// against real key material.
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { DEPLOY_KEY, DKIM_KEY, SSH_HOST_KEY, TLS_KEY } from "./keys";
+
+export interface MockedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, any>;
+  state: Record<string, any>;
+  id: string;
+}
+
+export const created: MockedResource[] = [];
+
+let nextId = 1000;
+
+/** Addresses the mocked Primary IPs receive. */
+export const MOCK_IPV4 = "203.0.113.25";
+export const MOCK_IPV6_NETWORK = "2001:db8:4d2::/64";
+
+function tlsKey(name: string, inputs: Record<string, any>): Record<string, any> {
+  const want = (algorithm: string, extra: Record<string, unknown>) => {
+    if (inputs.algorithm !== algorithm) {
+      throw new Error(
+        `${name}: expected a ${algorithm} key, the stack asked for ${inputs.algorithm}`,
+      );
+    }
+    for (const [k, v] of Object.entries(extra)) {
+      if (inputs[k] !== v) throw new Error(`${name}: expected ${k}=${v}, got ${inputs[k]}`);
+    }
+  };
+  if (name.endsWith("-dkim")) {
+    want("RSA", { rsaBits: 2048 });
+    return { privateKeyPem: DKIM_KEY.privatePem, publicKeyPem: DKIM_KEY.publicPem };
+  }
+  if (name.endsWith("-tls")) {
+    want("ECDSA", { ecdsaCurve: "P256" });
+    return { privateKeyPem: TLS_KEY.privatePem, publicKeyPem: TLS_KEY.publicPem };
+  }
+  const pair = name.endsWith("-ssh-host")
+    ? SSH_HOST_KEY
+    : name.endsWith("-deploy")
+      ? DEPLOY_KEY
+      : undefined;
+  if (!pair) throw new Error(`unexpected tls key ${name}`);
+  want("ED25519", {});
+  return {
+    privateKeyPem: pair.privatePem,
+    publicKeyPem: pair.publicPem,
+    privateKeyOpenssh: pair.privateOpenssh,
+    publicKeyOpenssh: pair.publicOpenssh,
+  };
+}
+
+function outputsFor(
+  type: string,
+  name: string,
+  inputs: Record<string, any>,
+  id: string,
+): Record<string, any> {
+  switch (type) {
+    case "tls:index/privateKey:PrivateKey":
+      return { ...inputs, ...tlsKey(name, inputs) };
+    case "random:index/randomPassword:RandomPassword":
+      return {
+        ...inputs,
+        result: createHash("sha256").update(name).digest("base64url").slice(0, inputs.length),
+      };
+    case "hcloud:index/primaryIp:PrimaryIp":
+      return inputs.type === "ipv4"
+        ? { ...inputs, ipAddress: MOCK_IPV4 }
+        : { ...inputs, ipAddress: MOCK_IPV6_NETWORK.split("/")[0], ipNetwork: MOCK_IPV6_NETWORK };
+    case "hcloud:index/volume:Volume":
+      return { ...inputs, linuxDevice: `/dev/disk/by-id/scsi-0HC_Volume_${id}` };
+    case "hcloud:index/server:Server":
+      return { ...inputs, ipv4Address: MOCK_IPV4, status: "running" };
+    case "cloudflare:index/zoneDnssec:ZoneDnssec":
+      return { ...inputs, ds: `example. 3600 IN DS 2371 13 2 ${"ab".repeat(32)}` };
+    case "command:remote:Command":
+      return { ...inputs, stdout: "", stderr: "mailstack-provision: installed 4 files\n" };
+    case "hcloud:index/firewall:Firewall":
+    case "hcloud:index/sshKey:SshKey":
+    case "hcloud:index/volumeAttachment:VolumeAttachment":
+    case "hcloud:index/rdns:Rdns":
+    case "cloudflare:index/dnsRecord:DnsRecord":
+      return inputs;
+    default:
+      throw new Error(`the stack created an unexpected resource type ${type} (${name})`);
+  }
+}
+
+export async function installMocks(stack = "prod"): Promise<void> {
+  await pulumi.runtime.setMocks(
+    {
+      newResource(args: pulumi.runtime.MockResourceArgs) {
+        const id = String(nextId++);
+        const state = outputsFor(args.type, args.name, args.inputs, id);
+        created.push({ type: args.type, name: args.name, inputs: args.inputs, state, id });
+        return { id, state };
+      },
+      call(args: pulumi.runtime.MockCallArgs) {
+        throw new Error(`the stack made an unexpected provider call ${args.token}`);
+      },
+    },
+    "mailstack",
+    stack,
+    false,
+  );
+}
+
+/** Resolves an Output in a test. */
+export function value<T>(output: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => output.apply((v) => resolve(v)));
+}
+
+/** The resources of one type whose names start with `prefix`. */
+export function resources(type: string, prefix: string): MockedResource[] {
+  return created.filter((r) => r.type === type && r.name.startsWith(prefix));
+}
+
+/** Exactly one resource of a type under a prefix. */
+export function resource(type: string, prefix: string): MockedResource {
+  const found = resources(type, prefix);
+  if (found.length !== 1)
+    throw new Error(`expected one ${type} under ${prefix}, found ${found.length}`);
+  return found[0];
+}
