@@ -82,6 +82,11 @@ function outputsFor(
       return { ...inputs, ds: `example. 3600 IN DS 2371 13 2 ${"ab".repeat(32)}` };
     case "command:remote:Command":
       return { ...inputs, stdout: "", stderr: "mailstack-provision: installed 4 files\n" };
+    case "mailstack:index:MailStack":
+    case "mailstack:index:MailKeys":
+    case "mailstack:index:MailServer":
+    case "mailstack:index:MailDns":
+    case "mailstack:index:Provisioning":
     case "hcloud:index/firewall:Firewall":
     case "hcloud:index/sshKey:SshKey":
     case "hcloud:index/volumeAttachment:VolumeAttachment":
@@ -128,4 +133,27 @@ export function resource(type: string, prefix: string): MockedResource {
   if (found.length !== 1)
     throw new Error(`expected one ${type} under ${prefix}, found ${found.length}`);
   return found[0];
+}
+
+/** Waits until every resource registration and output the program started has finished. */
+export async function settle(): Promise<void> {
+  // The SDK's own "wait for outstanding RPCs", which pulumi.runtime.disconnect uses.
+  const settings = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs(): Promise<void> };
+  await settings.waitForRPCs();
+}
+
+/** The signature Pulumi puts on a secret value when it is sent to the engine. */
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+/** The value of a resource input that must be secret; throws when it is sent in clear. */
+export function secretInput<T = string>(input: unknown): T {
+  const wrapped = input as Record<string, unknown> | undefined;
+  if (
+    !wrapped ||
+    typeof wrapped !== "object" ||
+    wrapped[SECRET_SIG] !== "1b47061264138c4ac30d75fd1eb44270"
+  ) {
+    throw new Error(`expected a secret input, got ${JSON.stringify(input)?.slice(0, 80)}`);
+  }
+  return wrapped.value as T;
 }

@@ -1,0 +1,409 @@
+// The MailStack under Pulumi mocks: each test finds resources by type and name and asserts
+// the inputs they were given.
+import * as pulumi from "@pulumi/pulumi";
+import { parseConfig, type MailStackConfig } from "../components/config";
+import { txtValue } from "../components/keymath";
+import type { MailStack as MailStackType } from "../components/mailstack";
+import { buildMailRecords } from "../components/records";
+import { provisionCommand } from "../components/host-files";
+import { ADMIN_KEY, PROD_RAW, STAGING_RAW } from "./support/config";
+import { DEPLOY_KEY, DKIM_KEY, SSH_HOST_KEY, TLS_KEY } from "./support/keys";
+import {
+  MOCK_IPV4,
+  installMocks,
+  resource,
+  resources,
+  secretInput,
+  settle,
+  value,
+  type MockedResource,
+} from "./support/mocks";
+
+interface Deployed {
+  stack: MailStackType;
+  config: MailStackConfig;
+  opts: Map<string, pulumi.CustomResourceOptions>;
+  of: (type: string) => MockedResource[];
+  one: (type: string, suffix?: string) => MockedResource;
+}
+
+async function deploy(name: string, raw: Record<string, unknown>): Promise<Deployed> {
+  const { MailStack } = await import("../components/mailstack");
+  const config = parseConfig(raw);
+  const opts = new Map<string, pulumi.CustomResourceOptions>();
+  const stack = new MailStack(
+    name,
+    { config },
+    {
+      // Records every child's options, so protection and replacement order can be asserted.
+      transformations: [
+        (args) => {
+          opts.set(args.name, args.opts as pulumi.CustomResourceOptions);
+          return undefined;
+        },
+      ],
+    },
+  );
+  await settle();
+  const of = (type: string) => resources(type, `${name}-`);
+  const one = (type: string, suffix = "") => resource(type, `${name}-${suffix}`);
+  return { stack, config, opts, of, one };
+}
+
+const T = {
+  firewall: "hcloud:index/firewall:Firewall",
+  server: "hcloud:index/server:Server",
+  volume: "hcloud:index/volume:Volume",
+  attachment: "hcloud:index/volumeAttachment:VolumeAttachment",
+  ip: "hcloud:index/primaryIp:PrimaryIp",
+  rdns: "hcloud:index/rdns:Rdns",
+  sshKey: "hcloud:index/sshKey:SshKey",
+  record: "cloudflare:index/dnsRecord:DnsRecord",
+  dnssec: "cloudflare:index/zoneDnssec:ZoneDnssec",
+  command: "command:remote:Command",
+  password: "random:index/randomPassword:RandomPassword",
+};
+
+let prod: Deployed;
+let staging: Deployed;
+
+beforeAll(async () => {
+  await installMocks();
+  prod = await deploy("prod", PROD_RAW);
+  staging = await deploy("stg", STAGING_RAW);
+});
+
+describe("Hetzner", () => {
+  test("the firewall opens exactly the mail ports to all, SSH and exporters to their lists, and ICMP", () => {
+    const rules = prod.one(T.firewall).inputs.rules;
+    expect(rules.map((r: any) => [r.direction, r.protocol, r.port, r.sourceIps])).toEqual([
+      ["in", "tcp", "25", ["0.0.0.0/0", "::/0"]],
+      ["in", "tcp", "465", ["0.0.0.0/0", "::/0"]],
+      ["in", "tcp", "587", ["0.0.0.0/0", "::/0"]],
+      ["in", "tcp", "993", ["0.0.0.0/0", "::/0"]],
+      ["in", "tcp", "4190", ["0.0.0.0/0", "::/0"]],
+      ["in", "tcp", "22", ["198.51.100.7/32", "2001:db8:7::/48"]],
+      ["in", "tcp", "9100", ["198.51.100.50/32"]],
+      ["in", "tcp", "9154", ["198.51.100.50/32"]],
+      ["in", "icmp", undefined, ["0.0.0.0/0", "::/0"]],
+    ]);
+  });
+
+  test("without sshAllowedIps or monitoring, SSH is open and no exporter port is", () => {
+    const ports = staging.one(T.firewall).inputs.rules.map((r: any) => r.port ?? r.protocol);
+    expect(ports).toEqual(["25", "465", "587", "993", "4190", "22", "icmp"]);
+  });
+
+  test("the firewall is attached through firewallIds, so it applies before first boot", () => {
+    const fw = prod.one(T.firewall);
+    expect(prod.one(T.server).inputs.firewallIds).toEqual([Number(fw.id)]);
+  });
+
+  test("server, volume and addresses are in the configured EU location", () => {
+    for (const r of [prod.one(T.server), prod.one(T.volume), ...prod.of(T.ip)]) {
+      expect([r.name, r.inputs.location]).toEqual([r.name, "nbg1"]);
+    }
+    expect(staging.one(T.server).inputs.location).toBe("fsn1");
+  });
+
+  test("the server boots the configured image and type, named after the MX host", () => {
+    expect(prod.one(T.server).inputs).toMatchObject({
+      name: "mail.example.eu",
+      image: "debian-13",
+      serverType: "cx23",
+      shutdownBeforeDeletion: true,
+    });
+  });
+
+  test("both Primary IPs outlive the server and are bound to it", () => {
+    const ips = prod.of(T.ip);
+    expect(ips.map((r) => [r.inputs.type, r.inputs.autoDelete, r.inputs.assigneeType])).toEqual([
+      ["ipv4", false, "server"],
+      ["ipv6", false, "server"],
+    ]);
+    const [v4, v6] = ips;
+    expect(prod.one(T.server).inputs.publicNets).toEqual([
+      { ipv4Enabled: true, ipv4: Number(v4.id), ipv6Enabled: true, ipv6: Number(v6.id) },
+    ]);
+  });
+
+  test("reverse DNS of both addresses is the MX host", () => {
+    const [v4, v6] = prod.of(T.ip);
+    const ptr = prod.of(T.rdns).map((r) => r.inputs);
+    expect(ptr).toEqual([
+      { primaryIpId: Number(v4.id), ipAddress: MOCK_IPV4, dnsPtr: "mail.example.eu" },
+      { primaryIpId: Number(v6.id), ipAddress: "2001:db8:4d2::1", dnsPtr: "mail.example.eu" },
+    ]);
+  });
+
+  test("the mail volume is ext4, sized as configured, attached without automount", () => {
+    const vol = prod.one(T.volume);
+    expect(vol.inputs).toMatchObject({ size: 20, format: "ext4", automount: false });
+    expect(prod.one(T.attachment).inputs).toEqual({
+      serverId: Number(prod.one(T.server).id),
+      volumeId: Number(vol.id),
+      automount: false,
+    });
+  });
+
+  test("prod protects volume and addresses, in Pulumi and at Hetzner", () => {
+    for (const r of [prod.one(T.volume), ...prod.of(T.ip)]) {
+      expect([r.name, prod.opts.get(r.name)?.protect, r.inputs.deleteProtection]).toEqual([
+        r.name,
+        true,
+        true,
+      ]);
+    }
+  });
+
+  test("staging protects nothing", () => {
+    for (const r of [staging.one(T.volume), ...staging.of(T.ip)]) {
+      expect([
+        r.name,
+        staging.opts.get(r.name)?.protect ?? false,
+        r.inputs.deleteProtection,
+      ]).toEqual([r.name, false, false]);
+    }
+  });
+
+  test("a replacement server is created only after the old one released IPs and volume", () => {
+    const server = prod.one(T.server);
+    expect(prod.opts.get(server.name)?.deleteBeforeReplace).toBe(true);
+    expect(prod.opts.get(prod.one(T.attachment).name)?.deleteBeforeReplace).toBe(true);
+  });
+
+  test("the only Hetzner SSH key is the stack's deployment key", () => {
+    const key = prod.one(T.sshKey);
+    expect(key.inputs.publicKey).toBe(DEPLOY_KEY.publicOpenssh);
+    expect(prod.one(T.server).inputs.sshKeys).toEqual([key.id]);
+  });
+});
+
+describe("userData", () => {
+  test("is the rendered cloud-init, secret, with the pinned host key and the volume's device", async () => {
+    const { server } = prod.stack.server;
+    expect(await pulumi.isSecret(server.userData)).toBe(true);
+    const userData = secretInput(prod.one(T.server).inputs.userData);
+    expect(userData).toBe(await value(prod.stack.server.userData));
+    expect(userData.startsWith("#cloud-config\n")).toBe(true);
+    expect(userData).toContain(SSH_HOST_KEY.privateOpenssh.split("\n")[3]);
+    expect(userData).toContain(`/dev/disk/by-id/scsi-0HC_Volume_${prod.one(T.volume).id}`);
+  });
+
+  test("holds no admin key, DKIM or TLS key, nor any setting that may change on a running host", () => {
+    const userData = secretInput(prod.one(T.server).inputs.userData);
+    expect(userData.match(/PRIVATE KEY-----/g)).toHaveLength(2); // BEGIN and END of the host key
+    expect(userData).not.toContain(DKIM_KEY.privatePem.split("\n")[1]);
+    expect(userData).not.toContain(TLS_KEY.privatePem.split("\n")[1]);
+    for (const dayTwo of [
+      "198.51.100.7/32",
+      "198.51.100.50/32",
+      "alice@laptop",
+      "alice@example.eu",
+    ]) {
+      expect([dayTwo, userData.includes(dayTwo)]).toEqual([dayTwo, false]);
+    }
+  });
+});
+
+describe("Cloudflare", () => {
+  test("publishes exactly the builder's records, none proxied", async () => {
+    const expected = buildMailRecords(prod.config, {
+      ipv4: MOCK_IPV4,
+      ipv6: "2001:db8:4d2::1",
+      dkimPublicKeyPem: DKIM_KEY.publicPem,
+      tlsPublicKeyPem: TLS_KEY.publicPem,
+    });
+    const published = prod.of(T.record).map((r) => r.inputs);
+    for (const r of published) {
+      expect(r).toMatchObject({
+        zoneId: "0123456789abcdef0123456789abcdef",
+        ttl: 3600,
+        proxied: false,
+      });
+    }
+    // Registration order is not program order: compare as sorted lists.
+    const sorted = (o?: object) => (o ? Object.fromEntries(Object.entries(o).sort()) : null);
+    const key = (r: Record<string, any>) =>
+      JSON.stringify([r.name, r.type, r.content ?? null, r.priority ?? null, sorted(r.data)]);
+    const wanted = expected.map((e) => {
+      if (!e.data) return key(e);
+      // eslint-disable-next-line @typescript-eslint/no-unused-vars
+      const { kind, ...data } = e.data;
+      return key({ name: e.name, type: e.type, priority: e.priority, data });
+    });
+    expect(published.map(key).sort()).toEqual(wanted.sort());
+    expect(await value(prod.stack.dnsRecords)).toEqual(
+      expected.map(({ name, type, content, priority }) => ({
+        name,
+        type,
+        content,
+        ...(priority ? { priority } : {}),
+      })),
+    );
+  });
+
+  const record = (name: string, type: string) => {
+    const found = prod.of(T.record).filter((r) => r.inputs.name === name && r.inputs.type === type);
+    expect(found).toHaveLength(1);
+    return found[0].inputs;
+  };
+
+  test("MX points at the mail host, SPF allows only it", () => {
+    expect(record("example.eu", "MX")).toMatchObject({ content: "mail.example.eu", priority: 10 });
+    expect(record("example.eu", "TXT").content).toBe('"v=spf1 mx -all"');
+    expect(record("mail.example.eu", "A").content).toBe(MOCK_IPV4);
+    expect(record("mail.example.eu", "AAAA").content).toBe("2001:db8:4d2::1");
+  });
+
+  test("the DKIM record carries the generated key's SubjectPublicKeyInfo", () => {
+    const spki = DKIM_KEY.publicPem
+      .split("\n")
+      .filter((l) => l && !l.startsWith("-----"))
+      .join("");
+    expect(txtValue(record("mail._domainkey.example.eu", "TXT").content)).toBe(
+      `v=DKIM1; k=rsa; p=${spki}`,
+    );
+  });
+
+  test("TLSA, CAA and SRV go as structured data", () => {
+    expect(record("_25._tcp.mail.example.eu", "TLSA").data).toEqual({
+      usage: 3,
+      selector: 1,
+      matchingType: 1,
+      certificate: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+    const caa = prod
+      .of(T.record)
+      .filter((r) => r.inputs.type === "CAA")
+      .map((r) => r.inputs.data);
+    expect(caa).toEqual([
+      { flags: 0, tag: "issue", value: "letsencrypt.org; validationmethods=dns-01" },
+      { flags: 0, tag: "issuewild", value: ";" },
+      { flags: 0, tag: "iodef", value: "mailto:hostmaster@example.eu" },
+    ]);
+    expect(record("_submissions._tcp.example.eu", "SRV").data).toEqual({
+      priority: 0,
+      weight: 1,
+      port: 465,
+      target: "mail.example.eu",
+    });
+    expect(record("_pop3._tcp.example.eu", "SRV").data).toEqual({
+      priority: 0,
+      weight: 0,
+      port: 0,
+      target: ".",
+    });
+  });
+
+  test("DMARC, MTA-STS and TLS-RPT follow the stack's settings", () => {
+    expect(record("_dmarc.example.eu", "TXT").content).toBe(
+      '"v=DMARC1; p=reject; rua=mailto:postmaster@example.eu"',
+    );
+    expect(record("_mta-sts.example.eu", "TXT").content).toMatch(/^"v=STSv1; id=[0-9a-f]{32}"$/);
+    expect(record("_smtp._tls.example.eu", "TXT").content).toBe(
+      '"v=TLSRPTv1; rua=mailto:postmaster@example.eu"',
+    );
+  });
+
+  test("DNSSEC is turned on for the zone when configured, and its DS is exported", async () => {
+    expect(prod.one(T.dnssec).inputs).toEqual({
+      zoneId: "0123456789abcdef0123456789abcdef",
+      status: "active",
+    });
+    expect(await value(prod.stack.dnssecDs!)).toMatch(/ IN DS /);
+  });
+
+  test("resource names are unique per stack, so two stacks never collide", () => {
+    const names = [...prod.of(T.record), ...staging.of(T.record)].map((r) => r.name);
+    expect(new Set(names).size).toBe(names.length);
+  });
+});
+
+describe("provisioning", () => {
+  test("connects as admin with the deployment key and accepts only the pinned host key", () => {
+    const cmd = prod.one(T.command);
+    // The whole connection is secret, since the private key in it is.
+    const { host, user, privateKey, hostKey } = secretInput<Record<string, unknown>>(
+      cmd.inputs.connection,
+    );
+    expect({ host, user, hostKey, privateKey }).toEqual({
+      host: MOCK_IPV4,
+      user: "admin",
+      hostKey: SSH_HOST_KEY.publicOpenssh.trim(),
+      privateKey: DEPLOY_KEY.privateOpenssh,
+    });
+    expect(cmd.inputs.create).toBe(provisionCommand());
+    expect(cmd.inputs.triggers).toEqual([prod.one(T.server).id]);
+  });
+
+  test("sends the secrets and day-2 settings on standard input, as a secret", async () => {
+    expect(await pulumi.isSecret(prod.stack.provisioning.command.stdin)).toBe(true);
+    const files = Object.fromEntries(
+      secretInput(prod.one(T.command).inputs.stdin)
+        .trim()
+        .split("\n")
+        .map((line) => {
+          const [path, mode, owner, group, b64] = line.split(" ");
+          return [path, { mode, owner, group, content: Buffer.from(b64, "base64").toString() }];
+        }),
+    );
+    expect(Object.keys(files).sort()).toEqual([
+      "/etc/mailstack/dkim/mail.key",
+      "/etc/mailstack/tls/mail.key",
+      "/etc/nftables.conf",
+      "/home/admin/.ssh/authorized_keys",
+    ]);
+    expect(files["/etc/mailstack/dkim/mail.key"]).toEqual({
+      mode: "0640",
+      owner: "root",
+      group: "_rspamd",
+      content: DKIM_KEY.privatePem,
+    });
+    expect(files["/etc/mailstack/tls/mail.key"]).toMatchObject({
+      mode: "0600",
+      owner: "root",
+      content: TLS_KEY.privatePem,
+    });
+    expect(files["/home/admin/.ssh/authorized_keys"].content).toBe(
+      `${DEPLOY_KEY.publicOpenssh.trim()}\n${ADMIN_KEY}\n`,
+    );
+    expect(files["/etc/nftables.conf"].content).toContain(
+      "ip saddr { 198.51.100.7/32 } tcp dport 22 accept",
+    );
+  });
+
+  test("the command carries no secret itself", () => {
+    const create: string = prod.one(T.command).inputs.create;
+    expect(create).not.toMatch(/PRIVATE KEY/);
+    expect(create.startsWith("sudo -n /bin/bash -c '")).toBe(true);
+  });
+});
+
+describe("outputs", () => {
+  test("user passwords are generated per user and secret", async () => {
+    expect(await pulumi.isSecret(prod.stack.userPasswords)).toBe(true);
+    const pw = await value(prod.stack.userPasswords);
+    expect(Object.keys(pw)).toEqual(["alice@example.eu", "bob@example.eu"]);
+    for (const p of Object.values(pw)) expect(p).toHaveLength(24);
+    expect(prod.of(T.password).map((r) => r.inputs)).toEqual([
+      { length: 24, special: false },
+      { length: 24, special: false },
+    ]);
+  });
+
+  test("addresses, host, selector, client settings and cost", async () => {
+    expect(prod.stack.mailHost).toBe("mail.example.eu");
+    expect(await value(prod.stack.ipv4)).toBe(MOCK_IPV4);
+    expect(await value(prod.stack.ipv6)).toBe("2001:db8:4d2::1");
+    expect(prod.stack.dkimSelector).toBe("mail");
+    expect(prod.stack.clientSettings.incoming).toEqual({
+      protocol: "IMAP",
+      host: "mail.example.eu",
+      port: 993,
+      security: "SSL/TLS",
+    });
+    // cx23 3.99 + IPv4 0.50 + 20 GB x 0.044
+    expect(prod.stack.monthlyCostEur).toBe(5.37);
+  });
+});

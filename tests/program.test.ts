@@ -1,0 +1,95 @@
+// index.ts as Pulumi runs it: config read from the stack, one MailStack, the contract's
+// outputs. Under mocks, with the config set the way `pulumi config set` stores it.
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigError } from "../components/config";
+import { PROD_RAW } from "./support/config";
+import { created, installMocks, settle, value } from "./support/mocks";
+
+function setStackConfig(raw: Record<string, unknown>): void {
+  pulumi.runtime.setAllConfig(
+    Object.fromEntries(Object.entries(raw).map(([k, v]) => [`mailstack:${k}`, String(v)])),
+  );
+}
+
+function loadProgram(): Record<string, any> {
+  let program: Record<string, any> = {};
+  jest.isolateModules(() => {
+    program = require("../index");
+  });
+  return program;
+}
+
+beforeAll(() => installMocks("prod"));
+
+test("a bad setting stops the program before any resource is created", () => {
+  setStackConfig({ ...PROD_RAW, location: "us-east", volumeSizeGb: "5" });
+  const before = created.length;
+  let error: unknown;
+  try {
+    loadProgram();
+  } catch (e) {
+    error = e;
+  }
+  // isolateModules loads its own copy of the module, so compare by name.
+  expect((error as Error).name).toBe("ConfigError");
+  expect((error as ConfigError).problems).toEqual([
+    'mailstack:location: must be one of fsn1, nbg1, hel1; got "us-east"',
+    "mailstack:volumeSizeGb: must be at least 10 (Hetzner's minimum); got 5",
+  ]);
+  expect(created.length).toBe(before);
+});
+
+test("a misspelt key is refused instead of silently ignored", () => {
+  pulumi.runtime.setAllConfig({ "mailstack:dmarcPolicyy": "none" });
+  expect(() => loadProgram()).toThrow(/mailstack:dmarcPolicyy: is not a known setting/);
+});
+
+describe("a valid stack", () => {
+  let program: Record<string, any>;
+
+  beforeAll(async () => {
+    // The misspelt key from the previous test stays in the runtime's config: drop it.
+    const all = pulumi.runtime.allConfig();
+    delete all["mailstack:dmarcPolicyy"];
+    jest.spyOn(pulumi.runtime, "allConfig").mockReturnValue(all);
+    setStackConfig({ ...PROD_RAW, location: "nbg1", volumeSizeGb: "20" });
+    program = loadProgram();
+    await settle();
+  });
+
+  test("exports every output of the contract", () => {
+    for (const key of [
+      "mailHost",
+      "ipv4",
+      "ipv6",
+      "dnsRecords",
+      "dkimSelector",
+      "clientSettings",
+      "userPasswords",
+      "monthlyCostEur",
+    ]) {
+      expect([key, program[key] !== undefined]).toEqual([key, true]);
+    }
+    expect(program.mailHost).toBe("mail.example.eu");
+  });
+
+  test("userPasswords is a secret output", async () => {
+    expect(await pulumi.isSecret(program.userPasswords)).toBe(true);
+    expect(Object.keys(await value(program.userPasswords))).toEqual([
+      "alice@example.eu",
+      "bob@example.eu",
+    ]);
+  });
+
+  test("dnsRecords lists name, type, content and priority only", async () => {
+    const records = await value<any[]>(program.dnsRecords);
+    for (const r of records)
+      expect(Object.keys(r).sort()).toEqual(expect.arrayContaining(["content", "name", "type"]));
+    expect(records.find((r) => r.type === "MX")).toEqual({
+      name: "example.eu",
+      type: "MX",
+      content: "mail.example.eu",
+      priority: 10,
+    });
+  });
+});
