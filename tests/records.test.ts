@@ -144,6 +144,10 @@ describe("mail records", () => {
   test("golden record set of the prod example", () => {
     expect(records).toMatchSnapshot();
   });
+
+  test("golden record set of the staging example", () => {
+    expect(buildMailRecords(parseConfig(STAGING_RAW), KEYS)).toMatchSnapshot();
+  });
 });
 
 describe("TXT presentation", () => {
