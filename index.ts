@@ -1,10 +1,10 @@
 // mailstack: one domain and a handful of settings in, a secure mail server out.
 import * as pulumi from "@pulumi/pulumi";
-import { readConfig } from "./components/config";
+import { readConfig, readSecrets } from "./components/config";
 import { MailStack } from "./components/mailstack";
 
 const config = readConfig();
-const stack = new MailStack("mailstack", { config });
+const stack = new MailStack("mailstack", { config, ...readSecrets() });
 
 export const mailHost = stack.mailHost;
 export const ipv4 = stack.ipv4;

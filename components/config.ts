@@ -63,7 +63,7 @@ export interface MailStackConfig {
   dkimSelector: string;
 }
 
-type Kind = "string" | "boolean" | "integer" | "json";
+type Kind = "string" | "boolean" | "integer" | "json" | "secret";
 
 /** Every key of the contract and how Pulumi stores it (config values are strings). */
 export const CONFIG_KEYS: Record<string, Kind> = {
@@ -93,7 +93,17 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   protect: "boolean",
   monitoringAllowedIps: "json",
   dkimSelector: "string",
+  acmeDnsToken: "secret",
 };
+
+/** Secrets of the contract: read as Pulumi secrets, never as plain values. */
+export interface MailStackSecrets {
+  /** Cloudflare API token the host uses for ACME DNS-01: Zone.DNS edit on this zone only. */
+  acmeDnsToken: pulumi.Output<string>;
+}
+
+/** Stands in for a secret's value in parseConfig, which checks only that it is set. */
+const SECRET_SET = Symbol("secret set");
 
 /** Addresses every mail domain must accept (RFC 5321 4.5.1, RFC 2142). */
 const ROLE_MAILBOXES = ["postmaster", "abuse"];
@@ -111,13 +121,24 @@ export class ConfigError extends Error {
 /** Reads the `mailstack:` namespace of the current stack and validates it. */
 export function readConfig(): MailStackConfig {
   const config = new pulumi.Config("mailstack");
-  const raw: Record<string, unknown> = {};
-  for (const key of Object.keys(CONFIG_KEYS)) raw[key] = config.get(key);
-  const unknown = Object.keys(pulumi.runtime.allConfig())
+  const set = Object.keys(pulumi.runtime.allConfig())
     .filter((k) => k.startsWith("mailstack:"))
-    .map((k) => k.slice("mailstack:".length))
-    .filter((k) => !(k in CONFIG_KEYS));
-  return parseConfig(raw, unknown);
+    .map((k) => k.slice("mailstack:".length));
+  const raw: Record<string, unknown> = {};
+  for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
+    // A secret is only checked for presence here; its value is read by readSecrets.
+    raw[key] = kind === "secret" ? (set.includes(key) ? SECRET_SET : undefined) : config.get(key);
+  }
+  return parseConfig(
+    raw,
+    set.filter((k) => !(k in CONFIG_KEYS)),
+  );
+}
+
+/** The contract's secrets, as secret Outputs. Call after readConfig has validated them. */
+export function readSecrets(): MailStackSecrets {
+  const config = new pulumi.Config("mailstack");
+  return { acmeDnsToken: config.requireSecret("acmeDnsToken") };
 }
 
 /**
@@ -281,6 +302,15 @@ export function parseConfig(
     );
   }
 
+  if (missing("acmeDnsToken")) {
+    fail(
+      "acmeDnsToken",
+      "is required: a Cloudflare API token with Zone.DNS edit on this zone only, for the host's " +
+        "DNS-01 challenges (pulumi config set --secret mailstack:acmeDnsToken)",
+      undefined,
+    );
+  }
+
   const backup = backupSpec(values, fail);
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
@@ -333,7 +363,7 @@ function coerceAll(raw: Record<string, unknown>, fail: Fail): Record<string, unk
   for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
     const v = raw[key];
     if (v === undefined || v === null) continue;
-    if (typeof v !== "string") {
+    if (kind === "secret" || typeof v !== "string") {
       out[key] = v;
       continue;
     }

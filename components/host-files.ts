@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADMIN_USER, renderNftables } from "../cloud-init/render";
-import type { InboundRule } from "./firewall";
+import type { MailStackConfig } from "./config";
+import { inboundRules, type InboundRule } from "./firewall";
 
 export interface HostFile {
   /** Absolute path on the host. */
@@ -21,6 +22,32 @@ export const KEY_DIR = "/etc/mailstack";
 export const dkimKeyPath = (selector: string) => `${KEY_DIR}/dkim/${selector}.key`;
 export const TLS_KEY_PATH = `${KEY_DIR}/tls/mail.key`;
 
+/** How the host proves control of its name for ACME: which DNS API writes the challenge. */
+export type AcmeDns =
+  | { kind: "cloudflare"; apiToken: string }
+  | { kind: "rfc2136"; server: string; keyName: string; keySecret: string; algorithm: string };
+
+export interface AcmeSettings {
+  /** ACME directory URL. */
+  directory: string;
+  email: string;
+  dns: AcmeDns;
+  /** A CA to trust beyond Debian's: for a private ACME server (the lab's). */
+  caCertificatePem?: string;
+}
+
+export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
+export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/** The ACME settings of a stack: Let's Encrypt (or its staging CA) via Cloudflare's API. */
+export function stackAcme(cfg: MailStackConfig, cloudflareToken: string): AcmeSettings {
+  return {
+    directory: cfg.acmeStaging ? LETS_ENCRYPT_STAGING : LETS_ENCRYPT,
+    email: cfg.acmeEmail,
+    dns: { kind: "cloudflare", apiToken: cloudflareToken },
+  };
+}
+
 export interface HostFileSettings {
   /** People's SSH public keys (`sshPublicKeys`). */
   adminKeys: string[];
@@ -31,7 +58,30 @@ export interface HostFileSettings {
   dkimSelector: string;
   dkimPrivateKeyPem: string;
   tlsPrivateKeyPem: string;
+  /** The mail host name, the certificate's only name. */
+  fqdn: string;
+  acme: AcmeSettings;
 }
+
+const CERTBOT_PLUGIN = { cloudflare: "dns-cloudflare", rfc2136: "dns-rfc2136" } as const;
+
+/** Cloudflare's DNS answers within seconds; give its edge a margin. A lab server is at once. */
+const PROPAGATION_SECONDS = { cloudflare: 30, rfc2136: 2 } as const;
+
+function acmeCredentials(dns: AcmeDns): string {
+  if (dns.kind === "cloudflare") return `dns_cloudflare_api_token = ${dns.apiToken}\n`;
+  return [
+    `dns_rfc2136_server = ${dns.server}`,
+    "dns_rfc2136_port = 53",
+    `dns_rfc2136_name = ${dns.keyName}`,
+    `dns_rfc2136_secret = ${dns.keySecret}`,
+    `dns_rfc2136_algorithm = ${dns.algorithm.toUpperCase()}`,
+    "",
+  ].join("\n");
+}
+
+const script = (name: string) =>
+  readFileSync(join(__dirname, "..", "cloud-init", "files", name), "utf8");
 
 /** Settings and secrets that may change on a running host, as files. */
 export function hostFiles(s: HostFileSettings): HostFile[] {
@@ -67,7 +117,72 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       group: "root",
       content: s.tlsPrivateKeyPem,
     },
+    {
+      path: `${KEY_DIR}/acme.conf`,
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: [
+        `MAILSTACK_FQDN=${shellQuote(s.fqdn)}`,
+        `ACME_SERVER=${shellQuote(s.acme.directory)}`,
+        `ACME_EMAIL=${shellQuote(s.acme.email)}`,
+        `DNS_PLUGIN=${CERTBOT_PLUGIN[s.acme.dns.kind]}`,
+        `DNS_PROPAGATION_SECONDS=${PROPAGATION_SECONDS[s.acme.dns.kind]}`,
+        "",
+      ].join("\n"),
+    },
+    {
+      // The DNS API credential: it may write this zone's records, so root only.
+      path: `${KEY_DIR}/acme-dns.ini`,
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      content: acmeCredentials(s.acme.dns),
+    },
+    ...(s.acme.caCertificatePem
+      ? [
+          {
+            path: "/usr/local/share/ca-certificates/mailstack-acme.crt",
+            mode: "0644",
+            owner: "root",
+            group: "root",
+            content: s.acme.caCertificatePem,
+          },
+        ]
+      : []),
+    ...["mailstack-cert.service", "mailstack-cert.timer"].map((name) => ({
+      path: `/etc/systemd/system/${name}`,
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: script(name),
+    })),
+    {
+      path: "/usr/local/sbin/mailstack-cert",
+      mode: "0755",
+      owner: "root",
+      group: "root",
+      content: script("mailstack-cert"),
+    },
   ];
+}
+
+/** The host files of a stack: what MailStack sends, and the lab sends for its hosts. */
+export function stackHostFiles(
+  cfg: MailStackConfig,
+  keys: { deployPublicKey: string; dkimPrivateKeyPem: string; tlsPrivateKeyPem: string },
+  acme: AcmeSettings,
+): HostFile[] {
+  return hostFiles({
+    fqdn: cfg.mailHost,
+    acme,
+    adminKeys: cfg.sshPublicKeys,
+    deployPublicKey: keys.deployPublicKey,
+    firewall: inboundRules(cfg),
+    dkimSelector: cfg.dkimSelector,
+    dkimPrivateKeyPem: keys.dkimPrivateKeyPem,
+    tlsPrivateKeyPem: keys.tlsPrivateKeyPem,
+  });
 }
 
 /** The standard input of the provisioning command: one line per file, content in base64. */
@@ -95,10 +210,7 @@ export function shellQuote(text: string): string {
 }
 
 /** The provisioning script, a real file (checked by shellcheck). */
-export const PROVISION_SCRIPT = readFileSync(
-  join(__dirname, "..", "cloud-init", "files", "mailstack-provision"),
-  "utf8",
-);
+export const PROVISION_SCRIPT = script("mailstack-provision");
 
 /** The command the admin account runs over SSH: the script, as root, reading the bundle. */
 export function provisionCommand(): string {

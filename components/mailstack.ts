@@ -5,7 +5,7 @@ import type { MailStackConfig } from "./config";
 import { monthlyCostEur } from "./cost";
 import { MailDns } from "./dns";
 import { inboundRules } from "./firewall";
-import { hostFiles } from "./host-files";
+import { stackAcme, stackHostFiles } from "./host-files";
 import { MailKeys } from "./keys";
 import { Provisioning } from "./provisioning";
 import { recordSummary } from "./records";
@@ -14,6 +14,8 @@ import { MailServer } from "./server";
 export interface MailStackArgs {
   /** The validated config (components/config.ts). */
   config: MailStackConfig;
+  /** Cloudflare token the host uses for ACME DNS-01 (`mailstack:acmeDnsToken`, secret). */
+  acmeDnsToken: pulumi.Input<string>;
 }
 
 /**
@@ -44,7 +46,6 @@ export class MailStack extends pulumi.ComponentResource {
     super("mailstack:index:MailStack", name, {}, opts);
     const cfg = args.config;
     const parent = { parent: this };
-    const firewall = inboundRules(cfg);
 
     this.keys = new MailKeys(`${name}-keys`, parent);
 
@@ -57,7 +58,7 @@ export class MailStack extends pulumi.ComponentResource {
         hostname: cfg.hostname,
         mailHost: cfg.mailHost,
         volumeSizeGb: cfg.volumeSizeGb,
-        firewall,
+        firewall: inboundRules(cfg),
         protect: cfg.protect,
         clamav: cfg.clamav,
         deployPublicKey: this.keys.deploy.publicKeyOpenssh,
@@ -88,16 +89,14 @@ export class MailStack extends pulumi.ComponentResource {
         this.keys.deploy.publicKeyOpenssh,
         this.keys.dkim.privateKeyPem,
         this.keys.tls.privateKeyPem,
+        args.acmeDnsToken,
       ])
-      .apply(([deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem]) =>
-        hostFiles({
-          adminKeys: cfg.sshPublicKeys,
-          deployPublicKey,
-          firewall,
-          dkimSelector: cfg.dkimSelector,
-          dkimPrivateKeyPem,
-          tlsPrivateKeyPem,
-        }),
+      .apply(([deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem, acmeDnsToken]) =>
+        stackHostFiles(
+          cfg,
+          { deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem },
+          stackAcme(cfg, acmeDnsToken),
+        ),
       );
     this.provisioning = new Provisioning(
       `${name}-provision`,

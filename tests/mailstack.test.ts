@@ -33,7 +33,7 @@ async function deploy(name: string, raw: Record<string, unknown>): Promise<Deplo
   const opts = new Map<string, pulumi.CustomResourceOptions>();
   const stack = new MailStack(
     name,
-    { config },
+    { config, acmeDnsToken: pulumi.secret(`cf-dns-token-${name}`) },
     {
       // Records every child's options, so protection and replacement order can be asserted.
       transformations: [
@@ -349,11 +349,32 @@ describe("provisioning", () => {
         }),
     );
     expect(Object.keys(files).sort()).toEqual([
+      "/etc/mailstack/acme-dns.ini",
+      "/etc/mailstack/acme.conf",
       "/etc/mailstack/dkim/mail.key",
       "/etc/mailstack/tls/mail.key",
       "/etc/nftables.conf",
+      "/etc/systemd/system/mailstack-cert.service",
+      "/etc/systemd/system/mailstack-cert.timer",
       "/home/admin/.ssh/authorized_keys",
+      "/usr/local/sbin/mailstack-cert",
     ]);
+    expect(files["/etc/mailstack/acme-dns.ini"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      content: "dns_cloudflare_api_token = cf-dns-token-prod\n",
+    });
+    expect(files["/etc/mailstack/acme.conf"].content).toBe(
+      [
+        "MAILSTACK_FQDN='mail.example.eu'",
+        "ACME_SERVER='https://acme-v02.api.letsencrypt.org/directory'",
+        "ACME_EMAIL='hostmaster@example.eu'",
+        "DNS_PLUGIN=dns-cloudflare",
+        "DNS_PROPAGATION_SECONDS=30",
+        "",
+      ].join("\n"),
+    );
     expect(files["/etc/mailstack/dkim/mail.key"]).toEqual({
       mode: "0640",
       owner: "root",
@@ -370,6 +391,14 @@ describe("provisioning", () => {
     );
     expect(files["/etc/nftables.conf"].content).toContain(
       "ip saddr { 198.51.100.7/32 } tcp dport 22 accept",
+    );
+  });
+
+  test("staging stacks use the ACME staging CA", () => {
+    const stdin = secretInput(staging.one(T.command).inputs.stdin);
+    const line = stdin.split("\n").find((l) => l.startsWith("/etc/mailstack/acme.conf "))!;
+    expect(Buffer.from(line.split(" ")[4], "base64").toString()).toContain(
+      "ACME_SERVER='https://acme-staging-v02.api.letsencrypt.org/directory'",
     );
   });
 

@@ -8,6 +8,7 @@ import { created, installMocks, settle, value } from "./support/mocks";
 function setStackConfig(raw: Record<string, unknown>): void {
   pulumi.runtime.setAllConfig(
     Object.fromEntries(Object.entries(raw).map(([k, v]) => [`mailstack:${k}`, String(v)])),
+    ["mailstack:acmeDnsToken"],
   );
 }
 

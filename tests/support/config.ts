@@ -10,6 +10,7 @@ export const MINIMAL_RAW: Record<string, unknown> = {
   sshPublicKeys: JSON.stringify([ADMIN_KEY]),
   users: JSON.stringify([{ address: "alice@example.eu" }]),
   acmeEmail: "hostmaster@example.eu",
+  acmeDnsToken: "cloudflare-dns-token-for-tests",
 };
 
 /** A production stack with most keys set, mirroring Pulumi.prod.yaml. */

@@ -1,0 +1,150 @@
+// The lab's ACME CA: pebble, validating DNS-01 challenges through the lab resolver, behind
+// a TLS certificate from a lab CA that the hosts are told to trust.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AcmeSettings } from "../components/host-files";
+import { TSIG_ALGORITHM, TSIG_NAME, tsigSecret } from "./dns";
+import { tail } from "./log";
+import { daemon, run, runIn, waitFor } from "./run";
+import { ACME_DIRECTORY, NETNS, NS_IP4, SERVICES_IP4, STATE_DIR } from "./settings";
+
+export const ACME_DIR = join(STATE_DIR, "acme");
+const caCert = join(ACME_DIR, "lab-ca.crt");
+
+/** The lab CA that signs pebble's own HTTPS certificate. */
+export function labCaPem(): string {
+  return readFileSync(caCert, "utf8");
+}
+
+function makeCertificates(): void {
+  if (existsSync(caCert)) return;
+  mkdirSync(ACME_DIR, { recursive: true });
+  const f = (name: string) => join(ACME_DIR, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  run(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      f("lab-ca.key"),
+      "-out",
+      caCert,
+      "-days",
+      "30",
+      "-subj",
+      "/CN=mailstack lab CA",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ],
+    { stdio: "pipe" },
+  );
+  run(
+    "openssl",
+    [
+      "req",
+      ...ec,
+      "-keyout",
+      f("pebble.key"),
+      "-out",
+      f("pebble.csr"),
+      "-subj",
+      "/CN=acme.lab.example",
+    ],
+    { stdio: "pipe" },
+  );
+  writeFileSync(
+    f("pebble.ext"),
+    `subjectAltName=IP:${SERVICES_IP4},DNS:acme.lab.example\nextendedKeyUsage=serverAuth\n`,
+  );
+  run(
+    "openssl",
+    [
+      "x509",
+      "-req",
+      "-in",
+      f("pebble.csr"),
+      "-CA",
+      caCert,
+      "-CAkey",
+      f("lab-ca.key"),
+      "-CAcreateserial",
+      "-days",
+      "30",
+      "-extfile",
+      f("pebble.ext"),
+      "-out",
+      f("pebble.crt"),
+    ],
+    { stdio: "pipe" },
+  );
+}
+
+export async function startAcme(): Promise<void> {
+  makeCertificates();
+  const config = {
+    pebble: {
+      listenAddress: `${SERVICES_IP4}:14000`,
+      managementListenAddress: `${SERVICES_IP4}:15000`,
+      certificate: join(ACME_DIR, "pebble.crt"),
+      privateKey: join(ACME_DIR, "pebble.key"),
+      // Only DNS-01 is used; these ports just need to be free.
+      httpPort: 5002,
+      tlsPort: 5001,
+      ocspResponderURL: "",
+      externalAccountBindingRequired: false,
+    },
+  };
+  writeFileSync(join(ACME_DIR, "pebble.json"), JSON.stringify(config, null, 2));
+  const log = join(ACME_DIR, "pebble.log");
+  daemon(
+    "ip",
+    [
+      "netns",
+      "exec",
+      NETNS,
+      "pebble",
+      "-config",
+      join(ACME_DIR, "pebble.json"),
+      "-dnsserver",
+      `${SERVICES_IP4}:53`,
+    ],
+    log,
+    join(ACME_DIR, "pebble.pid"),
+    // No artificial delays and no injected nonce errors: the lab tests the stack, not certbot's retries.
+    { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0" },
+  );
+  await waitFor(
+    "pebble",
+    30_000,
+    () => {
+      try {
+        runIn(NETNS, "bash", ["-c", `exec 3<>/dev/tcp/${SERVICES_IP4}/14000`], { stdio: "pipe" });
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    () => tail(log),
+    500,
+  );
+}
+
+/** What a lab host uses for ACME: pebble, with challenges written by RFC 2136 to knot. */
+export function labAcme(email: string): AcmeSettings {
+  return {
+    directory: ACME_DIRECTORY,
+    email,
+    dns: {
+      kind: "rfc2136",
+      server: NS_IP4,
+      keyName: TSIG_NAME,
+      keySecret: tsigSecret(),
+      algorithm: TSIG_ALGORITHM,
+    },
+    caCertificatePem: labCaPem(),
+  };
+}

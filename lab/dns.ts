@@ -1,0 +1,254 @@
+// Real DNS for the lab: knot serves each lab domain with exactly the records the stack
+// publishes on Cloudflare (the same builder), DNSSEC-signed, plus the reverse zones with
+// the PTR records; unbound validates it, and the VMs use it as their resolver.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as ipaddr from "ipaddr.js";
+import { buildMailRecords, type DnsRecord } from "../components/records";
+import type { LabKeys } from "./keys";
+import { daemon, runIn, waitFor } from "./run";
+import { tail } from "./log";
+import {
+  LAB_NET4,
+  LAB_NET6,
+  NETNS,
+  NS_IP4,
+  NS_IP6,
+  REVERSE_ZONE4,
+  REVERSE_ZONE6,
+  SERVICES_IP4,
+  SERVICES_IP6,
+  STATE_DIR,
+  type LabHost,
+} from "./settings";
+
+export const DNS_DIR = join(STATE_DIR, "dns");
+/** TSIG key for RFC 2136 updates: how the hosts write their ACME challenges. */
+export const TSIG_NAME = "acme-update";
+export const TSIG_ALGORITHM = "hmac-sha256";
+
+export function tsigSecret(): string {
+  const file = join(DNS_DIR, "tsig.secret");
+  if (!existsSync(file)) {
+    mkdirSync(DNS_DIR, { recursive: true });
+    writeFileSync(file, randomBytes(32).toString("base64"), { mode: 0o600 });
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+/** The records a host's stack publishes, as the builder makes them for Cloudflare. */
+export function hostRecords(h: LabHost, keys: LabKeys): DnsRecord[] {
+  return buildMailRecords(h.config, {
+    ipv4: h.ipv4,
+    ipv6: h.ipv6,
+    dkimPublicKeyPem: keys.dkim.publicPem,
+    tlsPublicKeyPem: keys.tls.publicPem,
+  });
+}
+
+const fqdn = (name: string) => (name.endsWith(".") ? name : `${name}.`);
+
+/** A record as a zone-file line; host names in rdata become absolute. */
+export function zoneLine(r: DnsRecord): string {
+  let rdata = r.content;
+  if (r.type === "MX") rdata = `${r.priority} ${fqdn(r.content)}`;
+  if (r.type === "SRV") {
+    const [p, w, port, target] = r.content.split(" ");
+    rdata = `${p} ${w} ${port} ${target === "." ? "." : fqdn(target)}`;
+  }
+  return `${fqdn(r.name)} ${r.ttl} IN ${r.type} ${rdata}`;
+}
+
+function soa(zone: string): string[] {
+  return [
+    `$TTL 300`,
+    `${zone}. 300 IN SOA ns.lab.example. hostmaster.lab.example. 1 3600 600 86400 60`,
+    `${zone}. 300 IN NS ns.lab.example.`,
+  ];
+}
+
+function ptrName(address: string): string {
+  const ip = ipaddr.parse(address);
+  if (ip.kind() === "ipv4") return `${ip.toByteArray().reverse().join(".")}.in-addr.arpa.`;
+  const hex = ip
+    .toByteArray()
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  return `${[...hex].reverse().join(".")}.ip6.arpa.`;
+}
+
+export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of hosts) {
+    const lines = [...soa(h.config.domain), ...hostRecords(h, keysOf(h)).map(zoneLine)];
+    out[h.config.domain] = lines.join("\n") + "\n";
+  }
+  // The name server's own zone, so its NS name resolves.
+  out["lab.example"] =
+    [
+      ...soa("lab.example"),
+      `ns.lab.example. 300 IN A ${NS_IP4}`,
+      `ns.lab.example. 300 IN AAAA ${NS_IP6}`,
+    ].join("\n") + "\n";
+  const ptr = (h: LabHost, address: string) =>
+    `${ptrName(address)} 300 IN PTR ${fqdn(h.config.mailHost)}`;
+  out[REVERSE_ZONE4] =
+    [...soa(REVERSE_ZONE4), ...hosts.map((h) => ptr(h, h.ipv4))].join("\n") + "\n";
+  out[REVERSE_ZONE6] =
+    [...soa(REVERSE_ZONE6), ...hosts.map((h) => ptr(h, h.ipv6))].join("\n") + "\n";
+  return out;
+}
+
+export function knotConfig(zoneNames: string[], mailDomains: string[]): string {
+  const dir = DNS_DIR;
+  return `server:
+    rundir: "${dir}/knot-run"
+    listen: [ ${NS_IP4}@53, ${NS_IP6}@53 ]
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "${dir}/knot-db"
+key:
+  - id: ${TSIG_NAME}
+    algorithm: ${TSIG_ALGORITHM}
+    secret: ${tsigSecret()}
+acl:
+  - id: acme-update
+    address: [ ${LAB_NET4}, ${LAB_NET6} ]
+    key: ${TSIG_NAME}
+    action: update
+policy:
+  - id: lab
+    algorithm: ecdsap256sha256
+    nsec3: off
+template:
+  - id: default
+    storage: "${dir}/zones"
+    dnssec-signing: on
+    dnssec-policy: lab
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: changes
+zone:
+${zoneNames
+  .map((z) => `  - domain: ${z}.${mailDomains.includes(z) ? "\n    acl: acme-update" : ""}`)
+  .join("\n")}
+`;
+}
+
+export function unboundConfig(zoneNames: string[]): string {
+  const dir = DNS_DIR;
+  return `server:
+    verbosity: 1
+    interface: ${SERVICES_IP4}
+    interface: ${SERVICES_IP6}
+    port: 53
+    access-control: ${LAB_NET4} allow
+    access-control: ${LAB_NET6} allow
+    username: ""
+    chroot: ""
+    directory: "${dir}"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    do-daemonize: no
+    do-not-query-localhost: no
+    module-config: "validator iterator"
+    trust-anchor-file: "${dir}/anchors"
+    val-log-level: 2
+    # ACME challenges appear shortly after a miss: keep no negative answer long.
+    cache-max-negative-ttl: 5
+    cache-max-ttl: 60
+${zoneNames.map((z) => `stub-zone:\n    name: "${z}."\n    stub-addr: ${NS_IP4}\n`).join("")}`;
+}
+
+/** Writes zones and configs, starts knot, reads its keys as trust anchors, starts unbound. */
+export async function startDns(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Promise<void> {
+  const zs = zones(hosts, keysOf);
+  const names = Object.keys(zs);
+  for (const d of ["zones", "knot-db", "knot-run"])
+    mkdirSync(join(DNS_DIR, d), { recursive: true });
+  for (const [name, text] of Object.entries(zs))
+    writeFileSync(join(DNS_DIR, "zones", `${name}.zone`), text);
+  writeFileSync(
+    join(DNS_DIR, "knot.conf"),
+    knotConfig(
+      names,
+      hosts.map((h) => h.config.domain),
+    ),
+  );
+  const knotLog = join(DNS_DIR, "knot.log");
+  daemon(
+    "ip",
+    ["netns", "exec", NETNS, "knotd", "-c", join(DNS_DIR, "knot.conf")],
+    knotLog,
+    join(DNS_DIR, "knot.pid"),
+  );
+
+  // Every zone signed: its key-signing key is the resolver's trust anchor.
+  const anchors: string[] = [];
+  for (const z of names) {
+    const ksk = await waitFor(
+      `knot to sign ${z}`,
+      30_000,
+      () => {
+        try {
+          const out = runIn(
+            NETNS,
+            "kdig",
+            [`@${NS_IP4}`, `${z}.`, "DNSKEY", "+short", "+timeout=1", "+retry=0"],
+            {
+              stdio: "pipe",
+            },
+          );
+          return out.split("\n").find((l) => l.startsWith("257 "));
+        } catch {
+          return undefined;
+        }
+      },
+      () => tail(knotLog),
+      500,
+    );
+    anchors.push(`${z}. IN DNSKEY ${ksk}`);
+  }
+  writeFileSync(join(DNS_DIR, "anchors"), anchors.join("\n") + "\n");
+  writeFileSync(join(DNS_DIR, "unbound.conf"), unboundConfig(names));
+  runIn(NETNS, "unbound-checkconf", [join(DNS_DIR, "unbound.conf")]);
+  const unboundLog = join(DNS_DIR, "unbound.log");
+  daemon(
+    "ip",
+    ["netns", "exec", NETNS, "unbound", "-d", "-c", join(DNS_DIR, "unbound.conf")],
+    unboundLog,
+    join(DNS_DIR, "unbound.pid"),
+  );
+  await waitFor(
+    "the validating resolver",
+    30_000,
+    () => {
+      try {
+        const out = runIn(
+          NETNS,
+          "kdig",
+          [
+            `@${SERVICES_IP4}`,
+            `${hosts[0].config.domain}.`,
+            "SOA",
+            "+dnssec",
+            "+timeout=1",
+            "+retry=0",
+          ],
+          {
+            stdio: "pipe",
+          },
+        );
+        return / ad[ ;]/.test(out) ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    () => tail(unboundLog),
+    500,
+  );
+}

@@ -1,0 +1,64 @@
+// The lab's fixed layout: one private segment in documentation address ranges, inside a
+// network namespace with no route out, holding the DNS server, the resolver, the ACME CA and
+// two mail hosts. This machine has no leg on it: every lab command runs inside the namespace
+// (`ip netns exec`), so the lab's addresses can never reach, or clash with, a real network.
+import { parseConfig, type MailStackConfig } from "../components/config";
+
+export const NETNS = "mailstack-lab";
+export const BRIDGE = "mslab0";
+export const STATE_DIR = process.env.MAILSTACK_LAB_STATE ?? "/var/lib/mailstack-lab";
+export const CACHE_DIR = process.env.MAILSTACK_LAB_CACHE ?? "/var/cache/mailstack-lab";
+
+export const PREFIX4 = 24;
+export const PREFIX6 = 64;
+/** Resolver (unbound) and ACME CA (pebble). */
+export const SERVICES_IP4 = "198.51.100.1";
+export const SERVICES_IP6 = "2001:db8:1::1";
+/** Authoritative DNS (knot). */
+export const NS_IP4 = "198.51.100.2";
+export const NS_IP6 = "2001:db8:1::2";
+export const LAB_NET4 = "198.51.100.0/24";
+export const LAB_NET6 = "2001:db8:1::/64";
+export const REVERSE_ZONE4 = "100.51.198.in-addr.arpa";
+export const REVERSE_ZONE6 = "0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa";
+
+export const ACME_DIRECTORY = `https://${SERVICES_IP4}:14000/dir`;
+export const ACME_MANAGEMENT = `https://${SERVICES_IP4}:15000`;
+
+export interface LabHost {
+  /** Short name: directory, tap device, volume serial. */
+  name: string;
+  ipv4: string;
+  ipv6: string;
+  mac: string;
+  memoryMb: number;
+  config: MailStackConfig;
+}
+
+function host(name: string, n: number, clamav: boolean): LabHost {
+  const domain = `${name}.example`;
+  return {
+    name,
+    ipv4: `198.51.100.${n}`,
+    ipv6: `2001:db8:1::${n.toString(16)}`,
+    mac: `52:54:00:33:64:${n.toString(16).padStart(2, "0")}`,
+    memoryMb: clamav ? 2560 : 1536,
+    config: parseConfig({
+      domain,
+      cloudflareZoneId: "0".repeat(32),
+      // Replaced by the lab admin key at run time; a valid placeholder passes validation.
+      sshPublicKeys: [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs lab",
+      ],
+      sshAllowedIps: [LAB_NET4, LAB_NET6],
+      users: [{ address: `alice@${domain}` }, { address: `bob@${domain}` }],
+      acmeEmail: `hostmaster@${domain}`,
+      acmeStaging: false,
+      clamav,
+      protect: false,
+    }),
+  };
+}
+
+/** The mail host under test, and an independent peer for a second domain. */
+export const HOSTS: LabHost[] = [host("alpha", 10, true), host("beta", 11, false)];

@@ -1,0 +1,71 @@
+// SSH to a lab host (from inside the lab's namespace) the way a deployment does: as admin, with the deployment key, trusting
+// only the pinned host key. OpenSSH sends the command string to the host's shell, exactly
+// as Pulumi's remote command does.
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ADMIN_USER } from "../cloud-init/render";
+import { keyDir, type LabKeys } from "./keys";
+import { hostDir } from "./vm";
+import { NETNS, type LabHost } from "./settings";
+
+export interface SshResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A known_hosts file holding just this host key for the host's address. */
+export function knownHosts(h: LabHost, hostPublicKey: string, name = "known_hosts"): string {
+  const file = join(hostDir(h), name);
+  writeFileSync(file, `${h.ipv4} ${hostPublicKey.trim()}\n${h.ipv6} ${hostPublicKey.trim()}\n`);
+  return file;
+}
+
+export function sshArgs(
+  h: LabHost,
+  keys: LabKeys,
+  opts: { knownHostsFile?: string; keyFile?: string } = {},
+): string[] {
+  return [
+    "-i",
+    opts.keyFile ?? join(keyDir(h.name), "deploy_key"),
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${opts.knownHostsFile ?? knownHosts(h, keys.sshHost.publicOpenssh)}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "HostKeyAlgorithms=ssh-ed25519",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "LogLevel=ERROR",
+    `${ADMIN_USER}@${h.ipv4}`,
+  ];
+}
+
+/** Runs a command on the host; never throws, the caller judges the status. */
+export function ssh(
+  h: LabHost,
+  keys: LabKeys,
+  command: string,
+  opts: { input?: string; timeoutMs?: number; knownHostsFile?: string; keyFile?: string } = {},
+): SshResult {
+  const res = spawnSync("ip", ["netns", "exec", NETNS, "ssh", ...sshArgs(h, keys, opts), command], {
+    input: opts.input ?? "",
+    encoding: "utf8",
+    timeout: opts.timeoutMs ?? 120_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return {
+    status: res.status ?? -1,
+    stdout: res.stdout ?? "",
+    stderr: `${res.stderr ?? ""}${res.error ? String(res.error) : ""}`,
+  };
+}

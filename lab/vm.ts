@@ -1,0 +1,190 @@
+// A lab mail host: the stack's own rendered userData on a NoCloud seed, a copy-on-write disk
+// over the cached image, a pre-formatted ext4 mail volume (as Hetzner hands it over), and
+// qemu on the lab segment. KVM when it works, TCG otherwise.
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { renderCloudInit, type HostSpec } from "../cloud-init/render";
+import type { BaseImage } from "./image";
+import type { LabKeys } from "./keys";
+import { info, tail } from "./log";
+import { tapName } from "./net";
+import { CommandError, daemon, pidAlive, run, sleep } from "./run";
+import { CACHE_DIR, NETNS, PREFIX4, PREFIX6, STATE_DIR, type LabHost } from "./settings";
+
+export const hostDir = (h: LabHost) => join(STATE_DIR, "hosts", h.name);
+export const consoleLog = (h: LabHost) => join(hostDir(h), "console.log");
+const pidFile = (h: LabHost) => join(hostDir(h), "qemu.pid");
+
+/** The mail volume's device inside the VM: a virtio disk with a fixed serial. */
+export const volumeDevice = (h: LabHost) => `/dev/disk/by-id/virtio-mailvol-${h.name}`;
+
+/** The HostSpec the lab renders: the same fields MailServer fills from Pulumi outputs. */
+export function labHostSpec(h: LabHost, keys: LabKeys): HostSpec {
+  return {
+    hostname: h.config.hostname,
+    fqdn: h.config.mailHost,
+    deployPublicKey: keys.deploy.publicOpenssh,
+    hostKey: {
+      privateOpenssh: keys.sshHost.privateOpenssh,
+      publicOpenssh: keys.sshHost.publicOpenssh,
+    },
+    volumeDevice: volumeDevice(h),
+    clamav: h.config.clamav,
+  };
+}
+
+function writeSeed(h: LabHost, keys: LabKeys): string {
+  const dir = join(hostDir(h), "seed");
+  mkdirSync(dir, { recursive: true });
+  const userData = renderCloudInit(labHostSpec(h, keys));
+  writeFileSync(join(dir, "user-data"), userData, { mode: 0o600 });
+  const instanceId = `${h.name}-${createHash("sha256").update(userData).digest("hex").slice(0, 12)}`;
+  writeFileSync(
+    join(dir, "meta-data"),
+    stringify({ "instance-id": instanceId, "local-hostname": h.config.hostname }),
+  );
+  // The part Hetzner's datasource provides: static addresses on the public interface.
+  writeFileSync(
+    join(dir, "network-config"),
+    stringify({
+      version: 2,
+      ethernets: {
+        eth0: {
+          match: { macaddress: h.mac },
+          "set-name": "eth0",
+          addresses: [`${h.ipv4}/${PREFIX4}`, `${h.ipv6}/${PREFIX6}`],
+        },
+      },
+    }),
+  );
+  const iso = join(hostDir(h), "seed.iso");
+  run("genisoimage", [
+    "-quiet",
+    "-output",
+    iso,
+    "-volid",
+    "cidata",
+    "-joliet",
+    "-rock",
+    ...["user-data", "meta-data", "network-config"].map((f) => join(dir, f)),
+  ]);
+  return iso;
+}
+
+function qemuArgs(h: LabHost, image: BaseImage, iso: string, accel: "kvm" | "tcg"): string[] {
+  const dir = hostDir(h);
+  return [
+    "-name",
+    h.name,
+    "-machine",
+    "q35",
+    ...(accel === "kvm"
+      ? ["-accel", "kvm", "-cpu", "host"]
+      : ["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    "-smp",
+    "2",
+    "-m",
+    String(h.memoryMb),
+    "-kernel",
+    image.kernel,
+    "-initrd",
+    image.initrd,
+    "-append",
+    "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1",
+    // Disks in a fixed order, so the root disk is /dev/vda as the image's fstab says.
+    "-drive",
+    `file=${join(dir, "disk.qcow2")},if=none,id=root,format=qcow2`,
+    "-device",
+    "virtio-blk-pci,drive=root",
+    "-drive",
+    `file=${join(dir, "volume.raw")},if=none,id=mailvol,format=raw`,
+    "-device",
+    `virtio-blk-pci,drive=mailvol,serial=mailvol-${h.name}`,
+    "-drive",
+    `file=${iso},if=none,id=seed,format=raw,readonly=on`,
+    "-device",
+    "virtio-blk-pci,drive=seed",
+    "-netdev",
+    `tap,id=net0,ifname=${tapName(h.name)},script=no,downscript=no`,
+    "-device",
+    `virtio-net-pci,netdev=net0,mac=${h.mac}`,
+    "-display",
+    "none",
+    "-serial",
+    `file:${consoleLog(h)}`,
+    "-no-reboot",
+  ];
+}
+
+/** Which accelerator works here: KVM if a VM survives on it, else TCG. Remembered per machine. */
+function accelFile(): string {
+  return join(CACHE_DIR, "accel");
+}
+
+/** Creates the host's disks and seed, and boots it. */
+export async function bootHost(h: LabHost, image: BaseImage, keys: LabKeys): Promise<void> {
+  const dir = hostDir(h);
+  mkdirSync(dir, { recursive: true });
+  const disk = join(dir, "disk.qcow2");
+  if (!existsSync(disk))
+    run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.disk, disk]);
+  const volume = join(dir, "volume.raw");
+  // Hetzner formats a new volume as ext4; the host itself never formats it.
+  if (!existsSync(volume)) run("mkfs.ext4", ["-q", "-F", "-L", "mail", volume, "1G"]);
+  const iso = writeSeed(h, keys);
+
+  const forced = process.env.MAILSTACK_LAB_ACCEL as "kvm" | "tcg" | undefined;
+  const remembered = existsSync(accelFile())
+    ? (readFileSync(accelFile(), "utf8").trim() as "kvm" | "tcg")
+    : undefined;
+  const kvmUsable = existsSync("/dev/kvm");
+  let accel: "kvm" | "tcg" = forced ?? remembered ?? (kvmUsable ? "kvm" : "tcg");
+  for (;;) {
+    rmSync(consoleLog(h), { force: true });
+    daemon(
+      "ip",
+      ["netns", "exec", NETNS, "qemu-system-x86_64", ...qemuArgs(h, image, iso, accel)],
+      join(dir, "qemu.log"),
+      pidFile(h),
+    );
+    if (accel === "tcg" || forced || remembered) break;
+    // KVM can be present yet unusable (nested virtualisation): such a guest dies at once.
+    await sleep(15_000);
+    const log = existsSync(join(dir, "qemu.log"))
+      ? readFileSync(join(dir, "qemu.log"), "utf8")
+      : "";
+    if (pidAlive(pidFile(h)) && !/KVM internal error|emulation failure/.test(log)) break;
+    stopHost(h);
+    info(`${h.name}: KVM is present but does not run this guest; using TCG (software emulation)`);
+    accel = "tcg";
+    writeFileSync(accelFile(), "tcg\n");
+  }
+  if (!forced) writeFileSync(accelFile(), `${accel}\n`);
+  info(
+    `${h.name}: booting with ${accel.toUpperCase()} at ${h.ipv4} / ${h.ipv6} (console: ${consoleLog(h)})`,
+  );
+}
+
+export function hostRunning(h: LabHost): boolean {
+  return pidAlive(pidFile(h)) !== undefined;
+}
+
+export function stopHost(h: LabHost): void {
+  const pid = pidAlive(pidFile(h));
+  if (pid) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Raised with the console's last lines when a VM died or never came up. */
+export function hostFailure(h: LabHost, why: string): CommandError {
+  return new CommandError(
+    `${h.name}: ${why}\n${tail(consoleLog(h), 60)}\n${tail(join(hostDir(h), "qemu.log"), 10)}`,
+  );
+}
