@@ -6,5 +6,5 @@ module.exports = {
   testMatch: ["**/*.test.ts"],
   // The lab's end-to-end suite boots VMs; it runs through `npm run test:lab`.
   testPathIgnorePatterns: ["/node_modules/", "/tests/lab/"],
-  transform: { "^.+\\.ts$": ["ts-jest", { isolatedModules: true }] },
+  transform: { "^.+\\.ts$": "ts-jest" },
 };

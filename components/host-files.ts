@@ -32,7 +32,7 @@ export interface AcmeSettings {
   directory: string;
   email: string;
   dns: AcmeDns;
-  /** A CA to trust beyond Debian's: for a private ACME server (the lab's). */
+  /** The CA of a private ACME server (the lab's), trusted for talking to that server only. */
   caCertificatePem?: string;
 }
 
@@ -142,7 +142,7 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
     ...(s.acme.caCertificatePem
       ? [
           {
-            path: "/usr/local/share/ca-certificates/mailstack-acme.crt",
+            path: `${KEY_DIR}/acme-ca.crt`,
             mode: "0644",
             owner: "root",
             group: "root",

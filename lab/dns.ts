@@ -161,6 +161,10 @@ export function unboundConfig(zoneNames: string[]): string {
     # ACME challenges appear shortly after a miss: keep no negative answer long.
     cache-max-negative-ttl: 5
     cache-max-ttl: 60
+    # unbound answers the documentation ranges' reverse zones itself (RFC 6303); the lab
+    # lives in them, so its own server answers instead.
+    local-zone: "${REVERSE_ZONE4}." nodefault
+    local-zone: "8.b.d.0.1.0.0.2.ip6.arpa." nodefault
 ${zoneNames.map((z) => `stub-zone:\n    name: "${z}."\n    stub-addr: ${NS_IP4}\n`).join("")}`;
 }
 

@@ -22,6 +22,8 @@ const IMAGE_PACKAGES = [
   "linux-image-cloud-amd64",
   "systemd-sysv",
   "udev",
+  // Cloud images have it; without it systemctl as a plain user (cloud-init status) fails.
+  "dbus",
   "cloud-init",
   // cloud-init's dependencies fail to configure without it.
   "python3-cffi-backend",
@@ -140,4 +142,14 @@ function build(image: BaseImage): void {
   rmSync(root, { recursive: true, force: true });
   rmSync(image.dir, { recursive: true, force: true });
   renameSync(work, image.dir);
+  // Images of an older package list or recipe are of no further use.
+  for (const old of readdirSync(CACHE_DIR)) {
+    if (
+      old.startsWith(`${image.release}-`) &&
+      join(CACHE_DIR, old) !== image.dir &&
+      !old.endsWith(".building")
+    ) {
+      rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
+    }
+  }
 }

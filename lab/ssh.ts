@@ -1,7 +1,7 @@
 // SSH to a lab host (from inside the lab's namespace) the way a deployment does: as admin, with the deployment key, trusting
 // only the pinned host key. OpenSSH sends the command string to the host's shell, exactly
 // as Pulumi's remote command does.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADMIN_USER } from "../cloud-init/render";
@@ -68,4 +68,33 @@ export function ssh(
     stdout: res.stdout ?? "",
     stderr: `${res.stderr ?? ""}${res.error ? String(res.error) : ""}`,
   };
+}
+
+/** The same as `ssh`, without blocking: several hosts can be waited on at once. */
+export function sshAsync(
+  h: LabHost,
+  keys: LabKeys,
+  command: string,
+  opts: { input?: string; timeoutMs?: number } = {},
+): Promise<SshResult> {
+  return new Promise((resolve) => {
+    const child = spawn("ip", ["netns", "exec", NETNS, "ssh", ...sshArgs(h, keys), command], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      stderr += `\n(timed out after ${(opts.timeoutMs ?? 120_000) / 1000} s)`;
+      child.kill("SIGKILL");
+    }, opts.timeoutMs ?? 120_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout, stderr });
+    });
+    // ssh may exit before reading its input (host not up yet): that is its status, not an error.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(opts.input ?? "");
+  });
 }
