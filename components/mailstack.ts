@@ -43,8 +43,20 @@ export class MailStack extends pulumi.ComponentResource {
   readonly dnssecDs: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: MailStackArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("mailstack:index:MailStack", name, {}, opts);
+    // The settings a policy pack judges the stack by are its recorded inputs.
     const cfg = args.config;
+    super(
+      "mailstack:index:MailStack",
+      name,
+      {
+        domain: cfg.domain,
+        location: cfg.location,
+        dmarcPolicy: cfg.dmarcPolicy,
+        mtaStsMode: cfg.mtaStsMode,
+        protect: cfg.protect,
+      },
+      opts,
+    );
     const parent = { parent: this };
 
     this.keys = new MailKeys(`${name}-keys`, parent);

@@ -197,21 +197,10 @@ export async function startDns(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys
     const ksk = await waitFor(
       `knot to sign ${z}`,
       30_000,
-      () => {
-        try {
-          const out = runIn(
-            NETNS,
-            "kdig",
-            [`@${NS_IP4}`, `${z}.`, "DNSKEY", "+short", "+timeout=1", "+retry=0"],
-            {
-              stdio: "pipe",
-            },
-          );
-          return out.split("\n").find((l) => l.startsWith("257 "));
-        } catch {
-          return undefined;
-        }
-      },
+      () =>
+        query(NS_IP4, `${z}.`, "DNSKEY", "+short")
+          ?.split("\n")
+          .find((l) => l.startsWith("257 ")),
       () => tail(knotLog),
       500,
     );
@@ -231,28 +220,21 @@ export async function startDns(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys
     "the validating resolver",
     30_000,
     () => {
-      try {
-        const out = runIn(
-          NETNS,
-          "kdig",
-          [
-            `@${SERVICES_IP4}`,
-            `${hosts[0].config.domain}.`,
-            "SOA",
-            "+dnssec",
-            "+timeout=1",
-            "+retry=0",
-          ],
-          {
-            stdio: "pipe",
-          },
-        );
-        return / ad[ ;]/.test(out) ? true : undefined;
-      } catch {
-        return undefined;
-      }
+      const out = query(SERVICES_IP4, `${hosts[0].config.domain}.`, "SOA", "+dnssec");
+      return out && / ad[ ;]/.test(out) ? true : undefined;
     },
     () => tail(unboundLog),
     500,
   );
+}
+
+/** One quick query from inside the lab; undefined when the server does not answer (yet). */
+function query(server: string, name: string, type: string, ...flags: string[]): string | undefined {
+  try {
+    return runIn(NETNS, "kdig", [`@${server}`, name, type, "+timeout=1", "+retry=0", ...flags], {
+      stdio: "pipe",
+    });
+  } catch {
+    return undefined;
+  }
 }

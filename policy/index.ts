@@ -1,0 +1,6 @@
+// The mailstack policy pack: `pulumi preview --policy-pack policy`.
+// Staging stacks: `--policy-pack-config policy/staging.json` relaxes the production-only rules.
+import { PolicyPack } from "@pulumi/policy";
+import { policies } from "./policies";
+
+new PolicyPack("mailstack", { policies });

@@ -1,0 +1,193 @@
+// The CrossGuard rules of mailstack, as data: policy/index.ts hands them to a PolicyPack,
+// and tests/policy.test.ts runs each on a passing and a failing input.
+import type { ResourceValidationPolicy } from "@pulumi/policy";
+import { EU_LOCATIONS } from "../components/config";
+import { EXPORTER_PORTS, MAIL_PORTS } from "../components/firewall";
+
+/** Policy config shared by the production-only rules. */
+export interface EnvironmentConfig {
+  /** `production` (the default) or `staging`: staging stacks may relax the prod-only rules. */
+  environment: "production" | "staging";
+}
+
+const environmentSchema = {
+  properties: {
+    environment: {
+      type: "string" as const,
+      enum: ["production", "staging"],
+      default: "production",
+    },
+  },
+};
+
+const isProduction = (args: { getConfig<T extends object>(): T }) =>
+  args.getConfig<EnvironmentConfig>().environment !== "staging";
+
+const WORLD = ["0.0.0.0/0", "::/0"];
+const opensToWorld = (sources: string[] = []) => sources.some((s) => WORLD.includes(s));
+
+const T = {
+  server: "hcloud:index/server:Server",
+  volume: "hcloud:index/volume:Volume",
+  primaryIp: "hcloud:index/primaryIp:PrimaryIp",
+  firewall: "hcloud:index/firewall:Firewall",
+  record: "cloudflare:index/dnsRecord:DnsRecord",
+  bucket: "cloudflare:index/r2Bucket:R2Bucket",
+  mailStack: "mailstack:index:MailStack",
+};
+
+interface FirewallRule {
+  direction: string;
+  protocol: string;
+  port?: string;
+  sourceIps?: string[];
+}
+
+export const policies: ResourceValidationPolicy[] = [
+  {
+    name: "eu-only-locations",
+    description:
+      "Servers, volumes and addresses stay in Hetzner's EU locations (fsn1, nbg1, hel1).",
+    enforcementLevel: "mandatory",
+    validateResource: (args, report) => {
+      if (![T.server, T.volume, T.primaryIp].includes(args.type)) return;
+      const { location, datacenter } = args.props as { location?: string; datacenter?: string };
+      const where = location ?? datacenter?.split("-")[0];
+      if (!where || !(EU_LOCATIONS as readonly string[]).includes(where)) {
+        report(
+          `${args.type} ${args.name} is in '${where ?? "no location"}'; allowed: ${EU_LOCATIONS.join(", ")}`,
+        );
+      }
+    },
+  },
+  {
+    name: "firewall-mail-ports-only",
+    description:
+      "The firewall opens only the mail ports to everyone; SSH and the exporters only to listed networks; plus ICMP.",
+    enforcementLevel: "mandatory",
+    validateResource: (args, report) => {
+      if (args.type !== T.firewall) return;
+      const mail = MAIL_PORTS.map((p) => String(p.port));
+      const exporters = EXPORTER_PORTS.map((p) => String(p.port));
+      for (const r of (args.props.rules ?? []) as FirewallRule[]) {
+        if (r.direction !== "in") continue;
+        const what = `${r.protocol}${r.port ? ` ${r.port}` : ""} from ${(r.sourceIps ?? []).join(", ")}`;
+        if (r.protocol === "icmp") continue;
+        if (r.protocol === "tcp" && r.port && mail.includes(r.port)) continue;
+        if (r.protocol === "tcp" && r.port === "22") continue; // see ssh-restricted
+        if (r.protocol === "tcp" && r.port && exporters.includes(r.port)) {
+          if (opensToWorld(r.sourceIps)) report(`exporter port open to the world: ${what}`);
+          continue;
+        }
+        report(`rule opens more than the mail ports: ${what}`);
+      }
+    },
+  },
+  {
+    name: "ssh-restricted",
+    description: "SSH should be reachable from listed networks only (sshAllowedIps).",
+    enforcementLevel: "advisory",
+    validateResource: (args, report) => {
+      if (args.type !== T.firewall) return;
+      for (const r of (args.props.rules ?? []) as FirewallRule[]) {
+        if (
+          r.direction === "in" &&
+          r.protocol === "tcp" &&
+          r.port === "22" &&
+          opensToWorld(r.sourceIps)
+        ) {
+          report("SSH (22) is open to the world: set mailstack:sshAllowedIps");
+        }
+      }
+    },
+  },
+  {
+    name: "no-proxied-mail-records",
+    description:
+      "No DNS record of the stack goes through Cloudflare's proxy: mail needs the host's own address.",
+    enforcementLevel: "mandatory",
+    validateResource: (args, report) => {
+      if (args.type === T.record && args.props.proxied === true) {
+        report(`${args.props.type} ${args.props.name} is proxied`);
+      }
+    },
+  },
+  {
+    name: "bucket-eu-jurisdiction",
+    description: "Backup buckets are created in the EU jurisdiction.",
+    enforcementLevel: "mandatory",
+    validateResource: (args, report) => {
+      if (args.type === T.bucket && args.props.jurisdiction !== "eu") {
+        report(
+          `bucket ${args.name} has jurisdiction '${args.props.jurisdiction ?? "default"}', not 'eu'`,
+        );
+      }
+    },
+  },
+  {
+    name: "prod-mail-policies-enforced",
+    description: "In production, DMARC is at least quarantine and MTA-STS enforces.",
+    enforcementLevel: "mandatory",
+    configSchema: environmentSchema,
+    validateResource: (args, report) => {
+      if (!isProduction(args)) return;
+      if (args.type === T.mailStack) {
+        const { dmarcPolicy, mtaStsMode } = args.props as {
+          dmarcPolicy?: string;
+          mtaStsMode?: string;
+        };
+        if (!["quarantine", "reject"].includes(dmarcPolicy ?? "")) {
+          report(`DMARC policy is '${dmarcPolicy}'; production needs quarantine or reject`);
+        }
+        if (mtaStsMode !== "enforce")
+          report(`MTA-STS mode is '${mtaStsMode}'; production needs enforce`);
+      }
+      // The published record is checked too, whatever built it.
+      if (args.type === T.record && String(args.props.name).startsWith("_dmarc.")) {
+        const p = /\bp=(\w+)/.exec(String(args.props.content))?.[1];
+        if (!["quarantine", "reject"].includes(p ?? "")) {
+          report(`${args.props.name} publishes p=${p}; production needs quarantine or reject`);
+        }
+      }
+    },
+  },
+  {
+    name: "prod-data-protected",
+    description:
+      "In production, the mail volume, the addresses and the backup bucket are protected.",
+    enforcementLevel: "mandatory",
+    configSchema: environmentSchema,
+    validateResource: (args, report) => {
+      if (!isProduction(args) || ![T.volume, T.primaryIp, T.bucket].includes(args.type)) return;
+      if (!args.opts.protect)
+        report(`${args.type} ${args.name} is not protected (mailstack:protect)`);
+      if (args.type !== T.bucket && args.props.deleteProtection !== true) {
+        report(`${args.type} ${args.name} has no delete protection at Hetzner`);
+      }
+    },
+  },
+  {
+    name: "no-private-key-in-plain-properties",
+    description:
+      "No private key appears in a property other than the ones that hold it as a secret (keys, userData, provisioning).",
+    enforcementLevel: "mandatory",
+    validateResource: (args, report) => {
+      // These hold key material by design, and the program marks it secret (tested under mocks).
+      const allowed: Record<string, string[]> = {
+        "tls:index/privateKey:PrivateKey": [
+          "privateKeyPem",
+          "privateKeyOpenssh",
+          "privateKeyPemPkcs8",
+        ],
+        [T.server]: ["userData"],
+        "command:remote:Command": ["connection", "stdin"],
+      };
+      for (const [key, value] of Object.entries(args.props)) {
+        if ((allowed[args.type] ?? []).includes(key)) continue;
+        if (JSON.stringify(value ?? null).includes("PRIVATE KEY-----")) {
+          report(`${args.type} ${args.name}: property '${key}' holds a private key`);
+        }
+      }
+    },
+  },
+];
