@@ -61,6 +61,8 @@ export interface MailStackConfig {
   protect: boolean;
   monitoringAllowedIps: string[];
   dkimSelector: string;
+  /** When a throw-away stack may be destroyed (ISO 8601, UTC); labels the Hetzner resources. */
+  expiresAt?: string;
 }
 
 type Kind = "string" | "boolean" | "integer" | "json" | "secret";
@@ -93,6 +95,7 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   protect: "boolean",
   monitoringAllowedIps: "json",
   dkimSelector: "string",
+  expiresAt: "string",
   acmeDnsToken: "secret",
 };
 
@@ -311,6 +314,11 @@ export function parseConfig(
     );
   }
 
+  const expiresAt = str("expiresAt");
+  if (expiresAt !== undefined && !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z$/.test(expiresAt)) {
+    fail("expiresAt", "must be a UTC time in ISO 8601, e.g. 2026-12-01T18:00:00Z", expiresAt);
+  }
+
   const backup = backupSpec(values, fail);
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
@@ -346,6 +354,7 @@ export function parseConfig(
     protect,
     monitoringAllowedIps,
     dkimSelector,
+    ...(expiresAt ? { expiresAt } : {}),
   };
 }
 

@@ -78,7 +78,11 @@ export class MailStack extends pulumi.ComponentResource {
           privateOpenssh: this.keys.sshHost.privateKeyOpenssh,
           publicOpenssh: this.keys.sshHost.publicKeyOpenssh,
         },
-        labels: { stack: labelValue(pulumi.getStack()) },
+        labels: {
+          stack: labelValue(pulumi.getStack()),
+          // Throw-away stacks carry their expiry, as Unix seconds, for the janitor and the console.
+          ...(cfg.expiresAt ? { expires: String(Date.parse(cfg.expiresAt) / 1000) } : {}),
+        },
       },
       parent,
     );

@@ -10,6 +10,7 @@ import { labCaPem } from "../../lab/acme";
 import { keyDir } from "../../lab/keys";
 import { hostRecords, zoneLine } from "../../lab/dns";
 import { ACME_MANAGEMENT, NS_IP4, SERVICES_IP4 } from "../../lab/settings";
+import { provision } from "../../lab/lab";
 import { knownHosts, ssh } from "../../lab/ssh";
 import { HOSTS, answers, dig, keys, local, onHost, type LabHost } from "./support";
 
@@ -149,6 +150,18 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
     test("the host resolves through the validating lab resolver", () => {
       const peer = HOSTS.find((p) => p !== h)!;
       expect(onHost(h, `getent ahostsv4 ${peer.config.mailHost}`)).toContain(peer.ipv4);
+    });
+  });
+
+  describe("provisioning again", () => {
+    test("changes nothing, keeps the certificate and serves it still", async () => {
+      const serial = () => onHost(h, "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -serial");
+      const before = serial();
+      const log = await provision(h);
+      expect(log).toContain("mailstack-provision: installed ");
+      expect(log).toMatch(/installed \d+ files, 0 of them changed/);
+      expect(log).toContain(`mailstack-cert: certificate for ${mx} valid until`);
+      expect(serial()).toBe(before);
     });
   });
 

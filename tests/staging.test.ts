@@ -1,0 +1,100 @@
+// The staging driver's own logic: names, expiry and the config a staging stack deploys with.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { ConfigError } from "../components/config";
+import { expiresAt, isExpired, stagingConfig, stagingTarget } from "../staging/plan";
+
+const base: Record<string, unknown> = Object.fromEntries(
+  Object.entries(parse(readFileSync(join(__dirname, "..", "Pulumi.staging.yaml"), "utf8")).config)
+    .filter(([k]) => k.startsWith("mailstack:"))
+    .map(([k, v]) => [k.slice("mailstack:".length), v]),
+);
+
+describe("names", () => {
+  test("a pull request gets pr-<n> under the staging domain", () => {
+    expect(stagingTarget({ pr: 42, baseDomain: "staging.example.eu" })).toEqual({
+      stack: "pr-42",
+      domain: "pr-42.staging.example.eu",
+    });
+  });
+
+  test("a branch gets a DNS-safe slug, and the pull request wins when both are known", () => {
+    expect(
+      stagingTarget({ branch: "refs/heads/Feature/DKIM_rotation!", baseDomain: "s.example.eu" }),
+    ).toEqual({
+      stack: "br-feature-dkim-rotation",
+      domain: "feature-dkim-rotation.s.example.eu",
+    });
+    expect(stagingTarget({ pr: 7, branch: "x", baseDomain: "s.example.eu" }).stack).toBe("pr-7");
+    expect(stagingTarget({ branch: "a".repeat(80), baseDomain: "s.example.eu" }).stack).toBe(
+      `br-${"a".repeat(40)}`,
+    );
+  });
+
+  test("nothing to name it by, or a name that is no DNS label, is an error", () => {
+    expect(() => stagingTarget({ baseDomain: "s.example.eu" })).toThrow(
+      /needs a pull request number/,
+    );
+    expect(() => stagingTarget({ branch: "///", baseDomain: "s.example.eu" })).toThrow(
+      /gives no usable name/,
+    );
+    expect(() => stagingTarget({ pr: 0, baseDomain: "s.example.eu" })).toThrow(/must be positive/);
+  });
+});
+
+describe("expiry", () => {
+  const now = new Date("2026-11-28T10:00:00.123Z");
+
+  test("is now plus the lifetime, in UTC to the second", () => {
+    expect(expiresAt(now, 48)).toBe("2026-11-30T10:00:00Z");
+    expect(() => expiresAt(now, 0)).toThrow(/positive/);
+  });
+
+  test("a stack is expired from its expiry on; one without an expiry never is", () => {
+    expect(isExpired("2026-11-28T10:00:00Z", now)).toBe(true);
+    expect(isExpired("2026-11-28T11:00:00Z", now)).toBe(false);
+    expect(isExpired(undefined, now)).toBe(false);
+  });
+});
+
+describe("config", () => {
+  const target = stagingTarget({ pr: 42, baseDomain: String(base.domain) });
+  const { config, values } = stagingConfig(base, target, "2026-11-30T10:00:00Z");
+
+  test("moves the domain and every address to the staging domain", () => {
+    expect(config.domain).toBe("pr-42.staging.example.eu");
+    expect(config.mailHost).toBe("mail.pr-42.staging.example.eu");
+    expect(config.users.map((u) => u.address)).toEqual(["test@pr-42.staging.example.eu"]);
+    expect(config.aliases["postmaster@pr-42.staging.example.eu"]).toEqual([
+      "test@pr-42.staging.example.eu",
+    ]);
+  });
+
+  test("is small, unprotected, on the ACME staging CA, never enforcing, and expiring", () => {
+    expect(config).toMatchObject({
+      serverType: "cx23",
+      volumeSizeGb: 10,
+      acmeStaging: true,
+      protect: false,
+      mtaStsMode: "testing",
+      dmarcPolicy: "none",
+      clamav: false,
+      dnssec: false,
+      expiresAt: "2026-11-30T10:00:00Z",
+    });
+    expect(config.backup.enabled).toBe(false);
+  });
+
+  test("keeps the base's zone and keys, and never carries the DNS token in plain values", () => {
+    expect(values.cloudflareZoneId).toBe(base.cloudflareZoneId);
+    expect(values.sshPublicKeys).toEqual(base.sshPublicKeys);
+    expect(values.acmeDnsToken).toBeUndefined();
+  });
+
+  test("a bad base stops before anything is created, naming the key", () => {
+    expect(() =>
+      stagingConfig({ ...base, location: "ash" }, target, "2026-11-30T10:00:00Z"),
+    ).toThrow(ConfigError);
+  });
+});
