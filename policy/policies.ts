@@ -1,6 +1,6 @@
 // The CrossGuard rules of mailstack, as data: policy/index.ts hands them to a PolicyPack,
 // and tests/policy.test.ts runs each on a passing and a failing input.
-import type { ResourceValidationPolicy } from "@pulumi/policy";
+import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { EU_LOCATIONS } from "../components/config";
 import { EXPORTER_PORTS, MAIL_PORTS } from "../components/firewall";
 
@@ -186,6 +186,30 @@ export const policies: ResourceValidationPolicy[] = [
         if ((allowed[args.type] ?? []).includes(key)) continue;
         if (JSON.stringify(value ?? null).includes("PRIVATE KEY-----")) {
           report(`${args.type} ${args.name}: property '${key}' holds a private key`);
+        }
+      }
+    },
+  },
+];
+
+/**
+ * Rules over the whole stack. A policy sees secret values already unwrapped, so it cannot
+ * tell a secret output from a plain one; that every secret output is secret is proven by the
+ * tests under mocks (tests/mailstack.test.ts, tests/program.test.ts). What a policy can
+ * refuse is key material in any output at all: the stack exports none.
+ */
+export const stackPolicies: StackValidationPolicy[] = [
+  {
+    name: "no-private-key-in-outputs",
+    description: "No stack output carries a private key.",
+    enforcementLevel: "mandatory",
+    validateStack: (args, report) => {
+      for (const r of args.resources) {
+        if (r.type !== "pulumi:pulumi:Stack") continue;
+        for (const [key, value] of Object.entries(r.props)) {
+          if (JSON.stringify(value ?? null).includes("PRIVATE KEY-----")) {
+            report(`stack output '${key}' holds a private key`);
+          }
         }
       }
     },

@@ -1,8 +1,12 @@
 // Each policy on a passing and a failing input, and the whole pack on the stack as built.
 import * as pulumi from "@pulumi/pulumi";
-import type { ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
+import type {
+  ResourceValidationArgs,
+  ResourceValidationPolicy,
+  StackValidationArgs,
+} from "@pulumi/policy";
 import { parseConfig } from "../components/config";
-import { policies } from "../policy/policies";
+import { policies, stackPolicies } from "../policy/policies";
 import { PROD_RAW, STAGING_RAW } from "./support/config";
 import { created, installMocks, settle } from "./support/mocks";
 
@@ -175,6 +179,22 @@ describe("each policy", () => {
       check(p, { type: "hcloud:index/server:Server", name: "s", props: { labels: { k: key } } }),
     ).toEqual(["hcloud:index/server:Server s: property 'labels' holds a private key"]);
   });
+});
+
+test("no-private-key-in-outputs", () => {
+  const [p] = stackPolicies;
+  const run = (outputs: Record<string, unknown>) => {
+    const found: string[] = [];
+    const args = {
+      resources: [{ type: "pulumi:pulumi:Stack", name: "mailstack-prod", props: outputs }],
+    } as unknown as StackValidationArgs;
+    void p.validateStack!(args, (m) => found.push(m));
+    return found;
+  };
+  expect(run({ mailHost: "mail.example.eu", userPasswords: { "a@example.eu": "x" } })).toEqual([]);
+  expect(run({ debug: "-----BEGIN EC PRIVATE KEY-----\nx" })).toEqual([
+    "stack output 'debug' holds a private key",
+  ]);
 });
 
 describe("the stack as built", () => {
