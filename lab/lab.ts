@@ -253,6 +253,9 @@ function findPidFiles(dir: string): string[] {
 
 async function main(): Promise<void> {
   const cmd = process.argv[2] ?? "up";
+  if (cmd !== "up" && process.getuid?.() !== 0) {
+    throw new CommandError(`the lab belongs to root: run it with sudo (npm run lab -- ${cmd})`);
+  }
   if (cmd === "up") await up();
   else if (cmd === "down") down();
   else if (cmd === "status") {

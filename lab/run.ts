@@ -58,8 +58,9 @@ export function pidAlive(pidFile: string): number | undefined {
   try {
     process.kill(pid, 0);
     return pid;
-  } catch {
-    return undefined;
+  } catch (e) {
+    // EPERM: it runs, as another user (root, seen from a plain user's `status`).
+    return (e as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
   }
 }
 
