@@ -2,31 +2,17 @@
 // DNS with DNSSEC from the stack's own record builder, and the ACME certificate.
 import { createHash, X509Certificate } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { get } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519KeyPair } from "../../components/openssh";
-import { labCaPem } from "../../lab/acme";
 import { keyDir } from "../../lab/keys";
 import { hostRecords, zoneLine } from "../../lab/dns";
-import { ACME_MANAGEMENT, NS_IP4, SERVICES_IP4 } from "../../lab/settings";
+import { NS_IP4, SERVICES_IP4 } from "../../lab/settings";
 import { provision } from "../../lab/lab";
 import { knownHosts, ssh } from "../../lab/ssh";
-import { HOSTS, answers, dig, keys, local, onHost, type LabHost } from "./support";
+import { HOSTS, acmeRoot, answers, dig, keys, local, onHost, type LabHost } from "./support";
 
 const tmp = mkdtempSync(join(tmpdir(), "mailstack-lab-test-"));
-
-function fetchText(url: string, ca: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get(url, { ca }, (res) => {
-      let body = "";
-      res.on("data", (c) => (body += c));
-      res.on("end", () =>
-        res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: ${res.statusCode}`)),
-      );
-    }).on("error", reject);
-  });
-}
 
 const pemBlocks = (text: string) =>
   text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
@@ -194,7 +180,7 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
       expect(leaf.checkHost(mx)).toBe(mx);
 
       // The CA behind the certificate is the lab's ACME CA.
-      const root = await fetchText(`${ACME_MANAGEMENT}/roots/0`, labCaPem());
+      const root = await acmeRoot();
       writeFileSync(join(tmp, `${h.name}-root.pem`), root);
       writeFileSync(join(tmp, `${h.name}-chain.pem`), chain.slice(1).join(""));
       writeFileSync(join(tmp, `${h.name}-leaf.pem`), leafPem);

@@ -1,6 +1,10 @@
 // Helpers for the lab's end-to-end suite, which runs inside the lab's network namespace
 // (`npm run test:lab` starts it there): commands on the VMs, DNS queries, SMTP and TLS.
 import { spawnSync } from "node:child_process";
+import { get } from "node:https";
+import { createTransport } from "nodemailer";
+import { labCaPem } from "../../lab/acme";
+import { ACME_MANAGEMENT } from "../../lab/settings";
 import { labKeys, type LabKeys } from "../../lab/keys";
 import { HOSTS, type LabHost } from "../../lab/settings";
 import { ssh, type SshResult } from "../../lab/ssh";
@@ -42,4 +46,67 @@ export function answers(server: string, name: string, type: string): string[] {
     .trim()
     .split("\n")
     .filter((l) => l && !l.startsWith(";"));
+}
+
+/** Sends one message over SMTP with nodemailer, as a mail client or a remote MTA would. */
+export async function sendMail(opts: {
+  host: string;
+  port: number;
+  from: string;
+  to: string;
+  subject: string;
+  text: string;
+  /** The CA the server's certificate must chain to; STARTTLS is then required and verified. */
+  ca: string;
+  servername: string;
+}): Promise<string> {
+  const transport = createTransport({
+    host: opts.host,
+    port: opts.port,
+    secure: opts.port === 465,
+    requireTLS: true,
+    tls: { ca: opts.ca, servername: opts.servername },
+    name: "client.lab.example",
+  });
+  const info = await transport.sendMail({
+    from: opts.from,
+    to: opts.to,
+    subject: opts.subject,
+    text: opts.text,
+  });
+  return String(info.response);
+}
+
+/** The root certificate of the lab's ACME CA (pebble makes a new one each start). */
+export function acmeRoot(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`${ACME_MANAGEMENT}/roots/0`, { ca: labCaPem() }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () =>
+        res.statusCode === 200
+          ? resolve(body)
+          : reject(new Error(`pebble root: HTTP ${res.statusCode}`)),
+      );
+    }).on("error", reject);
+  });
+}
+
+/** Polls a command on a host until its output matches, or fails with the last output. */
+export async function eventually(
+  h: LabHost,
+  command: string,
+  pattern: RegExp,
+  timeoutMs = 120_000,
+): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let out = "";
+  while (Date.now() < end) {
+    out = onHost(h, command);
+    if (pattern.test(out)) return out;
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+  throw new Error(
+    `${h.name}: '${command}' never matched ${pattern} within ${timeoutMs / 1000} s; last output:\n${out}`,
+  );
 }
