@@ -100,7 +100,7 @@ export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record
   return out;
 }
 
-export function knotConfig(zoneNames: string[], mailDomains: string[]): string {
+function knotConfig(zoneNames: string[], mailDomains: string[]): string {
   const dir = DNS_DIR;
   return `server:
     rundir: "${dir}/knot-run"
@@ -138,7 +138,7 @@ ${zoneNames
 `;
 }
 
-export function unboundConfig(zoneNames: string[]): string {
+function unboundConfig(zoneNames: string[]): string {
   const dir = DNS_DIR;
   return `server:
     verbosity: 1

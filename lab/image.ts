@@ -59,13 +59,12 @@ export function imagePackages(): string[] {
   return [...new Set([...IMAGE_PACKAGES, ...hostPackages({ clamav: true })])].sort();
 }
 
+/** The Debian mirror this machine's apt uses (deb822 sources first, then sources.list). */
 function mirror(): string {
-  for (const dir of ["/etc/apt/sources.list.d"]) {
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir)) {
-      const m = readFileSync(join(dir, f), "utf8").match(/^URIs:\s*(\S+\/debian)\/?\s*$/m);
-      if (m) return m[1];
-    }
+  const dir = "/etc/apt/sources.list.d";
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+    const m = readFileSync(join(dir, f), "utf8").match(/^URIs:\s*(\S+\/debian)\/?\s*$/m);
+    if (m) return m[1];
   }
   const list = existsSync("/etc/apt/sources.list")
     ? readFileSync("/etc/apt/sources.list", "utf8")

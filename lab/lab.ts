@@ -36,7 +36,7 @@ const HOST_TOOLS: Record<string, string> = {
 };
 
 /** The config a lab host runs: the lab's admin key in place of a person's. */
-export function hostConfig(h: LabHost, keys: LabKeys): MailStackConfig {
+function hostConfig(h: LabHost, keys: LabKeys): MailStackConfig {
   return { ...h.config, sshPublicKeys: [keys.admin.publicOpenssh.trim()] };
 }
 
@@ -129,7 +129,7 @@ export function passwords(h: LabHost): Record<string, string> {
   return JSON.parse(readFileSync(file, "utf8"));
 }
 
-export function isUp(): boolean {
+function isUp(): boolean {
   return netnsExists() && HOSTS.some(hostRunning);
 }
 
@@ -191,7 +191,7 @@ export async function up(): Promise<void> {
   summary();
 }
 
-export function summary(): void {
+function summary(): void {
   const lines: string[] = ["", "mailstack lab"];
   for (const h of HOSTS) {
     const c = h.config;

@@ -22,7 +22,7 @@ export function knownHosts(h: LabHost, hostPublicKey: string, name = "known_host
   return file;
 }
 
-export function sshArgs(
+function sshArgs(
   h: LabHost,
   keys: LabKeys,
   opts: { knownHostsFile?: string; keyFile?: string } = {},
