@@ -13,5 +13,6 @@ export const dnsRecords = stack.dnsRecords;
 export const dkimSelector = stack.dkimSelector;
 export const clientSettings = stack.clientSettings;
 export const userPasswords = pulumi.secret(stack.userPasswords);
+export const rspamdControllerPassword = pulumi.secret(stack.rspamdControllerPassword);
 export const monthlyCostEur = stack.monthlyCostEur;
 export const dnssecDs = stack.dnssecDs;

@@ -15,6 +15,8 @@ const BASE_PACKAGES = [
   // Spam filtering and DKIM signing, with Redis for its state.
   "rspamd",
   "redis-server",
+  // The host's own validating resolver: DANE for Postfix, DNS blocklists for Rspamd.
+  "unbound",
   // Host protection and upkeep.
   "nftables",
   "fail2ban",

@@ -2,6 +2,7 @@
 // whole by the pure `parseConfig` before any resource exists. A bad setting stops the run
 // with one line per problem naming the key, the rule and the value seen.
 import * as pulumi from "@pulumi/pulumi";
+import { HETZNER_RAM_GB } from "./cost";
 import { isCidr, isDnsLabel, isDomainName, isEmail, sshPublicKeyProblem } from "./validate";
 
 export const EU_LOCATIONS = ["fsn1", "nbg1", "hel1"] as const;
@@ -10,6 +11,12 @@ export const DMARC_POLICIES = ["none", "quarantine", "reject"] as const;
 export type DmarcPolicy = (typeof DMARC_POLICIES)[number];
 export const MTA_STS_MODES = ["enforce", "testing", "none"] as const;
 export type MtaStsMode = (typeof MTA_STS_MODES)[number];
+
+/**
+ * Smallest server memory, in GB, for a host with ClamAV: clamd holds about 1.5 GB of
+ * signatures, next to Rspamd, Postfix and Dovecot.
+ */
+const CLAMAV_MIN_RAM_GB = 3;
 
 /** Everywhere: IPv4 and IPv6. */
 export const ANYWHERE = ["0.0.0.0/0", "::/0"];
@@ -56,11 +63,17 @@ export interface MailStackConfig {
   caaIssuer: string;
   dnssec: boolean;
   clamav: boolean;
+  /** postscreen asks DNS blocklists about every client on port 25. */
+  dnsbl: boolean;
   relayHost?: string;
+  /** SASL login name at `relayHost`; its password is the secret `relayPassword`. */
+  relayUser?: string;
   backup: BackupSpec;
   protect: boolean;
   monitoringAllowedIps: string[];
   dkimSelector: string;
+  /** Days journald and the mail logs are kept; they hold IP addresses (personal data, GDPR). */
+  logRetentionDays: number;
   /** When a throw-away stack may be destroyed (ISO 8601, UTC); labels the Hetzner resources. */
   expiresAt?: string;
 }
@@ -90,19 +103,25 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   caaIssuer: "string",
   dnssec: "boolean",
   clamav: "boolean",
+  dnsbl: "boolean",
   relayHost: "string",
+  relayUser: "string",
   backup: "json",
   protect: "boolean",
   monitoringAllowedIps: "json",
   dkimSelector: "string",
+  logRetentionDays: "integer",
   expiresAt: "string",
   acmeDnsToken: "secret",
+  relayPassword: "secret",
 };
 
 /** Secrets of the contract: read as Pulumi secrets, never as plain values. */
 export interface MailStackSecrets {
   /** Cloudflare API token the host uses for ACME DNS-01: Zone.DNS edit on this zone only. */
   acmeDnsToken: pulumi.Output<string>;
+  /** SASL password for `relayUser` at `relayHost`; set only together with them. */
+  relayPassword?: pulumi.Output<string>;
 }
 
 /** Stands in for a secret's value in parseConfig, which checks only that it is set. */
@@ -141,7 +160,11 @@ export function readConfig(): MailStackConfig {
 /** The contract's secrets, as secret Outputs. Call after readConfig has validated them. */
 export function readSecrets(): MailStackSecrets {
   const config = new pulumi.Config("mailstack");
-  return { acmeDnsToken: config.requireSecret("acmeDnsToken") };
+  const relayPassword = config.getSecret("relayPassword");
+  return {
+    acmeDnsToken: config.requireSecret("acmeDnsToken"),
+    ...(relayPassword !== undefined ? { relayPassword } : {}),
+  };
 }
 
 /**
@@ -304,6 +327,40 @@ export function parseConfig(
       relayHost,
     );
   }
+  // The smarthost login: Postfix authenticates at relayHost with relayUser and relayPassword.
+  const relayUser = str("relayUser") || undefined;
+  const relayPasswordSet = values.relayPassword !== undefined && values.relayPassword !== "";
+  if (relayUser !== undefined && !/^[^\s:]+$/.test(relayUser)) {
+    // Postfix's password table holds "user:password" after the host, on one line.
+    fail("relayUser", "must not contain spaces or ':'", relayUser);
+  }
+  if (relayHost !== undefined) {
+    if (relayUser === undefined) {
+      fail(
+        "relayUser",
+        "is required when relayHost is set (pulumi config set mailstack:relayUser ...)",
+        values.relayUser,
+      );
+    }
+    if (!relayPasswordSet) {
+      fail(
+        "relayPassword",
+        "is required when relayHost is set (pulumi config set --secret mailstack:relayPassword ...)",
+        undefined,
+      );
+    }
+  } else {
+    if (relayUser !== undefined) {
+      fail("relayUser", "is set but relayHost is not: the login is for the smarthost", relayUser);
+    }
+    if (relayPasswordSet) {
+      fail(
+        "relayPassword",
+        "is set but relayHost is not: the login is for the smarthost",
+        SECRET_SET,
+      );
+    }
+  }
 
   if (missing("acmeDnsToken")) {
     fail(
@@ -323,7 +380,18 @@ export function parseConfig(
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
   const clamav = bool("clamav", true);
+  const dnsbl = bool("dnsbl", true);
   const protect = bool("protect", true);
+  const ramGb = HETZNER_RAM_GB[serverType];
+  if (clamav && ramGb !== undefined && ramGb < CLAMAV_MIN_RAM_GB) {
+    fail(
+      "clamav",
+      `ClamAV needs about 1.5 GB of RAM; server type ${serverType} has ${ramGb} GB: ` +
+        "choose cx23 or larger, or set mailstack:clamav false",
+      clamav,
+    );
+  }
+  const logRetentionDays = integer(values, "logRetentionDays", 14, fail, 1, 90);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -349,11 +417,14 @@ export function parseConfig(
     caaIssuer,
     dnssec,
     clamav,
+    dnsbl,
     relayHost,
+    ...(relayUser !== undefined ? { relayUser } : {}),
     backup,
     protect,
     monitoringAllowedIps,
     dkimSelector,
+    logRetentionDays,
     ...(expiresAt ? { expiresAt } : {}),
   };
 }
@@ -362,6 +433,7 @@ type Fail = (key: string, rule: string, value: unknown) => void;
 
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
+  if (value === SECRET_SET) return "a secret (not shown)";
   const text = JSON.stringify(value);
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
@@ -395,11 +467,13 @@ function integer(
   def: number,
   fail: Fail,
   min = 0,
+  max = Infinity,
 ): number {
   const v = values[key];
   if (v === undefined) return def;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-    fail(key, `must be a whole number of at least ${min}`, v);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
+    fail(key, `must be a whole number ${range}`, v);
     return def;
   }
   return v;

@@ -11,6 +11,28 @@ export const HETZNER_PRICES_EUR = {
   volumePerGb: 0.044,
 };
 
+/**
+ * Memory of Hetzner server types in GB, as listed by Hetzner. Types missing here are not
+ * checked against the memory the host's services need.
+ */
+export const HETZNER_RAM_GB: Record<string, number> = {
+  cx23: 4,
+  cx33: 8,
+  cx43: 16,
+  cx53: 32,
+  cpx11: 2,
+  cpx21: 4,
+  cpx31: 8,
+  cpx41: 16,
+  cpx51: 32,
+  cax11: 4,
+  cax21: 8,
+  cax31: 16,
+  cax41: 32,
+  ccx13: 8,
+  ccx23: 16,
+};
+
 /** Undefined when the server type's price is not in the table. */
 export function monthlyCostEur(serverType: string, volumeSizeGb: number): number | undefined {
   const server = HETZNER_PRICES_EUR.serverTypes[serverType];

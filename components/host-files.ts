@@ -5,6 +5,15 @@ import { join } from "node:path";
 import { ADMIN_USER, renderNftables } from "../cloud-init/render";
 import type { MailStackConfig } from "./config";
 import { inboundRules, type InboundRule } from "./firewall";
+import {
+  configFiles,
+  dovecotUsers,
+  postfixTables,
+  relayTables,
+  POSTSCREEN_DNSBL_SITES,
+  type MailUser,
+} from "./host-config";
+import { dovecotPasswordHash } from "./passwords";
 
 export interface HostFile {
   /** Absolute path on the host. */
@@ -167,22 +176,93 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
   ];
 }
 
+/** What a stack's host files are made of besides its config. */
+export interface StackHostInputs {
+  deployPublicKey: string;
+  dkimPrivateKeyPem: string;
+  tlsPrivateKeyPem: string;
+  /** The addresses that carry the PTR. */
+  ipv4: string;
+  ipv6: string;
+  /** address -> the password the stack generated (`userPasswords`). */
+  passwords: Record<string, string>;
+  /** Password of Rspamd's web interface (`rspamdControllerPassword`). */
+  rspamdControllerPassword: string;
+  /** `mailstack:relayPassword`, with relayHost. */
+  relayPassword?: string;
+  acme: AcmeSettings;
+  /** Files only the lab adds: its resolver's trust anchors, a local ClamAV signature. */
+  extraFiles?: HostFile[];
+}
+
 /** The host files of a stack: what MailStack sends, and the lab sends for its hosts. */
-export function stackHostFiles(
+export async function stackHostFiles(
   cfg: MailStackConfig,
-  keys: { deployPublicKey: string; dkimPrivateKeyPem: string; tlsPrivateKeyPem: string },
-  acme: AcmeSettings,
-): HostFile[] {
-  return hostFiles({
+  inputs: StackHostInputs,
+): Promise<HostFile[]> {
+  const base = hostFiles({
     fqdn: cfg.mailHost,
-    acme,
+    acme: inputs.acme,
     adminKeys: cfg.sshPublicKeys,
-    deployPublicKey: keys.deployPublicKey,
+    deployPublicKey: inputs.deployPublicKey,
     firewall: inboundRules(cfg),
     dkimSelector: cfg.dkimSelector,
-    dkimPrivateKeyPem: keys.dkimPrivateKeyPem,
-    tlsPrivateKeyPem: keys.tlsPrivateKeyPem,
+    dkimPrivateKeyPem: inputs.dkimPrivateKeyPem,
+    tlsPrivateKeyPem: inputs.tlsPrivateKeyPem,
   });
+  const config = configFiles({
+    mailHost: cfg.mailHost,
+    domain: cfg.domain,
+    ipv4: inputs.ipv4,
+    ipv6: inputs.ipv6,
+    dkimSelector: cfg.dkimSelector,
+    logRetentionDays: cfg.logRetentionDays,
+    postscreenDnsblSites: cfg.dnsbl ? POSTSCREEN_DNSBL_SITES : "",
+    relayHost: cfg.relayHost ?? "",
+    relayAuth: cfg.relayHost ? "yes" : "no",
+    clamav: cfg.clamav,
+  });
+  const users: MailUser[] = [];
+  for (const u of cfg.users) {
+    const password = inputs.passwords[u.address];
+    if (!password) throw new Error(`no password for ${u.address}`);
+    users.push({ ...u, passwordHash: await dovecotPasswordHash(u.address, password) });
+  }
+  const tables = postfixTables(cfg.users, cfg.aliases);
+  const relay = relayTables(
+    cfg.relayHost && cfg.relayUser && inputs.relayPassword
+      ? { host: cfg.relayHost, user: cfg.relayUser, password: inputs.relayPassword }
+      : undefined,
+  );
+  const table = (path: string, content: string, mode = "0644"): HostFile => ({
+    path,
+    mode,
+    owner: "root",
+    group: "root",
+    content,
+  });
+  const files = [
+    ...base,
+    ...config,
+    { ...table("/etc/dovecot/users", dovecotUsers(users), "0640"), group: "dovecot" },
+    table("/etc/postfix/vmailbox", tables.vmailbox),
+    table("/etc/postfix/virtual", tables.virtual),
+    table("/etc/postfix/sender-login", tables.senderLogin),
+    table("/etc/postfix/relay-password", relay.password, "0600"),
+    table("/etc/postfix/tls-policy", relay.tlsPolicy),
+    table(
+      "/etc/mailstack/rspamd-controller.password",
+      `${inputs.rspamdControllerPassword}\n`,
+      "0600",
+    ),
+    ...(inputs.extraFiles ?? []),
+  ];
+  const seen = new Set<string>();
+  for (const f of files) {
+    if (seen.has(f.path)) throw new Error(`host file ${f.path} is given twice`);
+    seen.add(f.path);
+  }
+  return files;
 }
 
 /** The standard input of the provisioning command: one line per file, content in base64. */
@@ -194,7 +274,7 @@ export function renderBundle(files: HostFile[]): string {
         owner: f.owner,
         group: f.group,
       })) {
-        if (!/^[A-Za-z0-9_./-]+$/.test(value))
+        if (!/^[A-Za-z0-9_.@/-]+$/.test(value))
           throw new Error(`host file ${field} '${value}' has unsafe characters`);
       }
       if (!/^0[0-7]{3}$/.test(f.mode))

@@ -16,6 +16,8 @@ export interface MailStackArgs {
   config: MailStackConfig;
   /** Cloudflare token the host uses for ACME DNS-01 (`mailstack:acmeDnsToken`, secret). */
   acmeDnsToken: pulumi.Input<string>;
+  /** SASL password at `relayHost` (`mailstack:relayPassword`, secret). */
+  relayPassword?: pulumi.Input<string>;
 }
 
 /**
@@ -39,6 +41,8 @@ export class MailStack extends pulumi.ComponentResource {
   readonly clientSettings: ClientSettings;
   /** address -> generated password; secret. */
   readonly userPasswords: pulumi.Output<Record<string, string>>;
+  /** Password of Rspamd's web interface (loopback only: reach it through SSH); secret. */
+  readonly rspamdControllerPassword: pulumi.Output<string>;
   readonly monthlyCostEur: number | undefined;
   readonly dnssecDs: pulumi.Output<string> | undefined;
 
@@ -100,32 +104,6 @@ export class MailStack extends pulumi.ComponentResource {
       parent,
     );
 
-    const files = pulumi
-      .all([
-        this.keys.deploy.publicKeyOpenssh,
-        this.keys.dkim.privateKeyPem,
-        this.keys.tls.privateKeyPem,
-        args.acmeDnsToken,
-      ])
-      .apply(([deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem, acmeDnsToken]) =>
-        stackHostFiles(
-          cfg,
-          { deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem },
-          stackAcme(cfg, acmeDnsToken),
-        ),
-      );
-    this.provisioning = new Provisioning(
-      `${name}-provision`,
-      {
-        host: this.server.ipv4,
-        hostPublicKey: this.keys.sshHost.publicKeyOpenssh,
-        deployPrivateKey: this.keys.deploy.privateKeyOpenssh,
-        files,
-        triggers: [this.server.server.id],
-      },
-      parent,
-    );
-
     const passwords = cfg.users.map(
       (u) =>
         [
@@ -139,17 +117,67 @@ export class MailStack extends pulumi.ComponentResource {
         ] as const,
     );
 
+    const rspamdPassword = new random.RandomPassword(
+      `${name}-rspamd-controller`,
+      { length: 24, special: false },
+      parent,
+    ).result;
+    const passwordMap = pulumi
+      .all(passwords.map(([, pw]) => pw))
+      .apply((pws) => Object.fromEntries(passwords.map(([address], i) => [address, pws[i]])));
+
+    const keys = pulumi.all([
+      this.keys.deploy.publicKeyOpenssh,
+      this.keys.dkim.privateKeyPem,
+      this.keys.tls.privateKeyPem,
+    ]);
+    const secrets = pulumi.all([
+      passwordMap,
+      rspamdPassword,
+      args.acmeDnsToken,
+      pulumi.output(args.relayPassword),
+    ]);
+    const files = pulumi
+      .all([keys, secrets, this.server.ipv4, this.server.ipv6])
+      .apply(
+        ([
+          [deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem],
+          [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword],
+          ipv4,
+          ipv6,
+        ]) =>
+          stackHostFiles(cfg, {
+            deployPublicKey,
+            dkimPrivateKeyPem,
+            tlsPrivateKeyPem,
+            ipv4,
+            ipv6,
+            passwords,
+            rspamdControllerPassword,
+            relayPassword,
+            acme: stackAcme(cfg, acmeDnsToken),
+          }),
+      );
+    this.provisioning = new Provisioning(
+      `${name}-provision`,
+      {
+        host: this.server.ipv4,
+        hostPublicKey: this.keys.sshHost.publicKeyOpenssh,
+        deployPrivateKey: this.keys.deploy.privateKeyOpenssh,
+        files,
+        triggers: [this.server.server.id],
+      },
+      parent,
+    );
+
     this.mailHost = cfg.mailHost;
     this.ipv4 = this.server.ipv4;
     this.ipv6 = this.server.ipv6;
     this.dnsRecords = this.dns.records.apply(recordSummary);
     this.dkimSelector = cfg.dkimSelector;
     this.clientSettings = clientSettings(cfg.mailHost);
-    this.userPasswords = pulumi.secret(
-      pulumi
-        .all(passwords.map(([, pw]) => pw))
-        .apply((pws) => Object.fromEntries(passwords.map(([address], i) => [address, pws[i]]))),
-    );
+    this.userPasswords = pulumi.secret(passwordMap);
+    this.rspamdControllerPassword = pulumi.secret(rspamdPassword);
     this.monthlyCostEur = monthlyCostEur(cfg.serverType, cfg.volumeSizeGb);
     if (this.monthlyCostEur === undefined) {
       void pulumi.log.warn(

@@ -238,3 +238,22 @@ function query(server: string, name: string, type: string, ...flags: string[]): 
     return undefined;
   }
 }
+
+/**
+ * The lab's part of a host's own resolver: the lab has no root servers, so the host's
+ * Unbound forwards to the lab resolver and validates the lab's zones with their keys, the
+ * way it validates real zones from the root key in production.
+ */
+export function hostResolverLabConfig(): string {
+  const anchors = readFileSync(join(DNS_DIR, "anchors"), "utf8").trim().split("\n");
+  return `# The lab only: no root servers here, so forward to the lab resolver and trust the lab's
+# zone keys (production validates from the root key).
+server:
+${anchors.map((a) => `    trust-anchor: "${a}"`).join("\n")}
+    local-zone: "${REVERSE_ZONE4}." nodefault
+    local-zone: "8.b.d.0.1.0.0.2.ip6.arpa." nodefault
+forward-zone:
+    name: "."
+    forward-addr: ${SERVICES_IP4}
+`;
+}

@@ -4,16 +4,22 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { clientSettings } from "../components/client-settings";
 import type { MailStackConfig } from "../components/config";
-import { provisionCommand, renderBundle, stackHostFiles } from "../components/host-files";
+import {
+  provisionCommand,
+  renderBundle,
+  shellQuote,
+  stackHostFiles,
+  type HostFile,
+} from "../components/host-files";
 import { labAcme, startAcme } from "./acme";
-import { startDns, DNS_DIR } from "./dns";
+import { hostResolverLabConfig, startDns, DNS_DIR } from "./dns";
 import { baseImage, releaseOf } from "./image";
 import { keyDir, labKeys, type LabKeys } from "./keys";
 import { info, step, tail } from "./log";
 import { createNetwork, netnsExists, removeNetwork } from "./net";
 import { CommandError, pidAlive, run, waitFor } from "./run";
 import { HOSTS, NETNS, NS_IP4, SERVICES_IP4, STATE_DIR, type LabHost } from "./settings";
-import { sshAsync } from "./ssh";
+import { ssh, sshAsync } from "./ssh";
 import { bootHost, consoleLog, hostFailure, hostRunning, stopHost } from "./vm";
 
 /** How long a host may take from power-on to cloud-init done, under TCG on 2 cores. */
@@ -83,15 +89,17 @@ export function checkPrerequisites(): void {
 /** Sends the provisioning script and the host's files, exactly as Pulumi's remote command does. */
 export async function provision(h: LabHost): Promise<string> {
   const keys = keysOf(h);
-  const files = stackHostFiles(
-    hostConfig(h, keys),
-    {
-      deployPublicKey: keys.deploy.publicOpenssh,
-      dkimPrivateKeyPem: keys.dkim.privatePem,
-      tlsPrivateKeyPem: keys.tls.privatePem,
-    },
-    labAcme(h.config.acmeEmail),
-  );
+  const files = await stackHostFiles(hostConfig(h, keys), {
+    deployPublicKey: keys.deploy.publicOpenssh,
+    dkimPrivateKeyPem: keys.dkim.privatePem,
+    tlsPrivateKeyPem: keys.tls.privatePem,
+    ipv4: h.ipv4,
+    ipv6: h.ipv6,
+    passwords: passwords(h),
+    rspamdControllerPassword: labSecret(h, "rspamd-controller"),
+    acme: labAcme(h.config.acmeEmail),
+    extraFiles: labHostFiles(h),
+  });
   const res = await sshAsync(h, keys, provisionCommand(), {
     input: renderBundle(files),
     timeoutMs: BOOT_TIMEOUT_MS,
@@ -118,15 +126,119 @@ async function waitForSsh(h: LabHost): Promise<void> {
   );
 }
 
+/** A lab stand-in for a generated stack secret, kept so the lab keeps one identity. */
+function labSecret(h: LabHost, name: string): string {
+  const file = join(keyDir(h.name), `${name}.secret`);
+  if (!existsSync(file))
+    writeFileSync(file, randomBytes(18).toString("base64url"), { mode: 0o600 });
+  return readFileSync(file, "utf8");
+}
+
+/** The EICAR test file's MD5 and size: ClamAV's hash signature format (.hdb). */
+const EICAR_HDB = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n";
+
+/**
+ * What only the lab adds to a host: its resolver's upstream and trust anchors, and a
+ * signature database that detects EICAR, since freshclam has no network here.
+ */
+function labHostFiles(h: LabHost): HostFile[] {
+  const files: HostFile[] = [
+    {
+      path: "/etc/unbound/unbound.conf.d/mailstack-lab.conf",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: hostResolverLabConfig(),
+    },
+  ];
+  if (h.config.clamav) {
+    files.push({
+      path: "/var/lib/clamav/mailstack-lab.hdb",
+      mode: "0644",
+      owner: "clamav",
+      group: "clamav",
+      content: EICAR_HDB,
+    });
+  }
+  return files;
+}
+
 export function passwords(h: LabHost): Record<string, string> {
   const file = join(keyDir(h.name), "passwords.json");
-  if (!existsSync(file)) {
-    const pw = Object.fromEntries(
-      h.config.users.map((u) => [u.address, randomBytes(18).toString("base64url")]),
-    );
-    writeFileSync(file, JSON.stringify(pw, null, 2), { mode: 0o600 });
+  const known: Record<string, string> = existsSync(file)
+    ? JSON.parse(readFileSync(file, "utf8"))
+    : {};
+  const all = Object.fromEntries(
+    h.config.users.map((u) => [
+      u.address,
+      known[u.address] ?? randomBytes(18).toString("base64url"),
+    ]),
+  );
+  if (JSON.stringify(all) !== JSON.stringify(known)) {
+    writeFileSync(file, JSON.stringify(all, null, 2), { mode: 0o600 });
   }
-  return JSON.parse(readFileSync(file, "utf8"));
+  return all;
+}
+
+/** The mail services whose memory the budget covers. */
+const MAIL_UNITS = [
+  "postfix@-",
+  "dovecot",
+  "rspamd",
+  "redis-server",
+  "clamav-daemon",
+  "unbound",
+  "fail2ban",
+];
+
+/**
+ * Steady memory of the mail services on a host: the sum of the proportional set size (PSS)
+ * of every process in each service's control group, in MiB.
+ */
+export function mailMemory(h: LabHost): Record<string, number> {
+  const script = `for u in ${MAIL_UNITS.join(" ")}; do
+  cg=$(systemctl show -P ControlGroup "$u.service")
+  kb=0
+  if [ -n "$cg" ] && [ -r "/sys/fs/cgroup$cg/cgroup.procs" ]; then
+    for p in $(cat "/sys/fs/cgroup$cg/cgroup.procs"); do
+      k=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)
+      kb=$((kb + \${k:-0}))
+    done
+  fi
+  echo "$u $kb"
+done`;
+  const res = ssh(h, keysOf(h), `sudo -n bash -c ${shellQuote(script)}`);
+  if (res.status !== 0) return {};
+  return Object.fromEntries(
+    res.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" "))
+      .filter(([, kb]) => Number(kb) > 0)
+      .map(([u, kb]) => [u.replace(/@-$/, ""), Math.round(Number(kb) / 1024)]),
+  );
+}
+
+/** Whether the password opens the mailbox (Dovecot's own authentication). */
+function loginWorks(h: LabHost, address: string, password: string): boolean {
+  const cmd = `sudo -n doveadm auth test ${shellQuote(address)} ${shellQuote(password)}`;
+  return ssh(h, keysOf(h), cmd, { timeoutMs: 30_000 }).status === 0;
+}
+
+/**
+ * Reboots a host the way a server restarts: a clean shutdown, then power-on with the same
+ * disks. (qemu runs with -no-reboot, so a shutdown ends the VM and the lab starts it again.)
+ */
+export async function rebootHost(h: LabHost): Promise<void> {
+  await sshAsync(h, keysOf(h), "sudo -n systemctl poweroff", { timeoutMs: 30_000 });
+  await waitFor(
+    `${h.name} to power off`,
+    300_000,
+    () => (hostRunning(h) ? undefined : true),
+    () => tail(consoleLog(h), 30),
+  );
+  await bootHost(h, await baseImage(releaseOf(h.config.image)), keysOf(h));
+  await waitForSsh(h);
 }
 
 function isUp(): boolean {
@@ -203,8 +315,24 @@ function summary(): void {
       `    console:  ${consoleLog(h)}`,
       `    mail:     IMAP ${client.incoming.host}:${client.incoming.port} (SSL/TLS), SMTP ${client.outgoing.port} (SSL/TLS) or ${client.outgoingAlternative.port} (STARTTLS); user name = address`,
     );
-    for (const [address, pw] of Object.entries(passwords(h)))
-      lines.push(`    user:     ${address}  password ${pw}`);
+    if (!hostRunning(h)) continue;
+    // A password is printed only once it opens the mailbox.
+    for (const [address, pw] of Object.entries(passwords(h))) {
+      lines.push(
+        loginWorks(h, address, pw)
+          ? `    login:    ${address}  password ${pw}`
+          : `    login:    ${address}  DOES NOT WORK (see journalctl -u dovecot on the host)`,
+      );
+    }
+    const memory = mailMemory(h);
+    const total = Object.values(memory).reduce((a, b) => a + b, 0);
+    lines.push(
+      `    memory:   ${total} MiB PSS for the mail services, ClamAV ${c.clamav ? "on" : "off"} (${Object.entries(
+        memory,
+      )
+        .map(([u, m]) => `${u} ${m}`)
+        .join(", ")})`,
+    );
   }
   lines.push(
     "",

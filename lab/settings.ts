@@ -51,7 +51,15 @@ function host(name: string, n: number, clamav: boolean): LabHost {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs lab",
       ],
       sshAllowedIps: [LAB_NET4, LAB_NET6],
-      users: [{ address: `alice@${domain}` }, { address: `bob@${domain}` }],
+      users: [
+        { address: `alice@${domain}`, aliases: [`sales@${domain}`] },
+        { address: `bob@${domain}` },
+        // A small quota, to be filled by the tests.
+        { address: `carol@${domain}`, quotaMb: 1 },
+      ],
+      aliases: { [`team@${domain}`]: [`alice@${domain}`, `bob@${domain}`] },
+      // The lab has no DNS blocklists to ask.
+      dnsbl: false,
       acmeEmail: `hostmaster@${domain}`,
       // Not used: lab hosts write their challenges to knot by RFC 2136 (lab/acme.ts).
       acmeDnsToken: "unused-in-the-lab",

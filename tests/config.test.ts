@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { CONFIG_KEYS, ConfigError, parseConfig } from "../components/config";
+import { CONFIG_KEYS, ConfigError, parseConfig, readSecrets } from "../components/config";
 import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, STAGING_RAW } from "./support/config";
 
 /** The problems parseConfig reports for a config, or [] when it passes. */
@@ -41,8 +42,11 @@ describe("defaults", () => {
       backup: { enabled: true, keepDaily: 7, keepWeekly: 4, keepMonthly: 12 },
       dkimSelector: "mail",
       caaIssuer: "letsencrypt.org",
+      logRetentionDays: 14,
+      dnsbl: true,
     });
     expect(c.relayHost).toBeUndefined();
+    expect(c.relayUser).toBeUndefined();
   });
 
   test("postmaster@ and abuse@ reach the first user unless defined", () => {
@@ -235,7 +239,7 @@ describe("each rule names the key, the rule and the value", () => {
     ],
     [
       "relay host malformed",
-      withKey("relayHost", "smtp relay:587"),
+      { ...MINIMAL_RAW, relayHost: "smtp relay:587", relayUser: "mailer", relayPassword: "pw" },
       "mailstack:relayHost: must be host, [host] or [host]:port",
     ],
     [
@@ -340,6 +344,166 @@ describe("each rule names the key, the rule and the value", () => {
 
   test("a good RSA key and a comment are accepted", () => {
     expect(problems(withKey("sshPublicKeys", JSON.stringify([ADMIN_KEY])))).toEqual([]);
+  });
+});
+
+describe("rules with their exact line, each beside a config that passes", () => {
+  const RELAY = {
+    relayHost: "[smtp.relay.example]:587",
+    relayUser: "mailer",
+    relayPassword: "relay-password-for-tests",
+  };
+  const without = (raw: Record<string, unknown>, key: string) => {
+    const copy = { ...raw };
+    delete copy[key];
+    return copy;
+  };
+
+  test("logRetentionDays below 1", () => {
+    expect(problems(withKey("logRetentionDays", "0"))).toEqual([
+      "mailstack:logRetentionDays: must be a whole number from 1 to 90; got 0",
+    ]);
+    expect(parseConfig(withKey("logRetentionDays", "1")).logRetentionDays).toBe(1);
+  });
+
+  test("logRetentionDays above 90", () => {
+    expect(problems(withKey("logRetentionDays", "91"))).toEqual([
+      "mailstack:logRetentionDays: must be a whole number from 1 to 90; got 91",
+    ]);
+    expect(parseConfig(withKey("logRetentionDays", "90")).logRetentionDays).toBe(90);
+  });
+
+  test("logRetentionDays not a number", () => {
+    expect(problems(withKey("logRetentionDays", "two weeks"))).toEqual([
+      'mailstack:logRetentionDays: must be a whole number from 1 to 90; got "two weeks"',
+    ]);
+    expect(parseConfig(withKey("logRetentionDays", "30")).logRetentionDays).toBe(30);
+  });
+
+  test("relayUser that would break Postfix's password table", () => {
+    expect(problems({ ...MINIMAL_RAW, ...RELAY, relayUser: "mailer:x" })).toEqual([
+      `mailstack:relayUser: must not contain spaces or ':'; got "mailer:x"`,
+    ]);
+    expect(problems({ ...MINIMAL_RAW, ...RELAY, relayUser: "mailer@relay.example" })).toEqual([]);
+  });
+
+  test("dnsbl can be turned off (the lab has no blocklists to ask)", () => {
+    expect(problems(withKey("dnsbl", "maybe"))).toEqual([
+      'mailstack:dnsbl: must be true or false; got "maybe"',
+    ]);
+    expect(parseConfig(withKey("dnsbl", "false")).dnsbl).toBe(false);
+  });
+
+  test("relayHost without relayUser", () => {
+    expect(problems({ ...MINIMAL_RAW, ...without(RELAY, "relayUser") })).toEqual([
+      "mailstack:relayUser: is required when relayHost is set (pulumi config set mailstack:relayUser ...); got nothing",
+    ]);
+    const c = parseConfig({ ...MINIMAL_RAW, ...RELAY });
+    expect([c.relayHost, c.relayUser]).toEqual(["[smtp.relay.example]:587", "mailer"]);
+  });
+
+  test("relayHost without relayPassword", () => {
+    expect(problems({ ...MINIMAL_RAW, ...without(RELAY, "relayPassword") })).toEqual([
+      "mailstack:relayPassword: is required when relayHost is set (pulumi config set --secret mailstack:relayPassword ...); got nothing",
+    ]);
+    expect(problems({ ...MINIMAL_RAW, ...RELAY })).toEqual([]);
+  });
+
+  test("relayHost alone: one line for each missing key", () => {
+    expect(problems(withKey("relayHost", RELAY.relayHost))).toEqual([
+      "mailstack:relayUser: is required when relayHost is set (pulumi config set mailstack:relayUser ...); got nothing",
+      "mailstack:relayPassword: is required when relayHost is set (pulumi config set --secret mailstack:relayPassword ...); got nothing",
+    ]);
+    expect(problems({ ...MINIMAL_RAW, ...RELAY })).toEqual([]);
+  });
+
+  test("relayUser without relayHost", () => {
+    expect(problems(withKey("relayUser", "mailer"))).toEqual([
+      'mailstack:relayUser: is set but relayHost is not: the login is for the smarthost; got "mailer"',
+    ]);
+    expect(problems({ ...MINIMAL_RAW, ...RELAY })).toEqual([]);
+  });
+
+  test("relayPassword without relayHost, and the line does not show the secret", () => {
+    expect(problems(withKey("relayPassword", RELAY.relayPassword))).toEqual([
+      "mailstack:relayPassword: is set but relayHost is not: the login is for the smarthost; got a secret (not shown)",
+    ]);
+    expect(problems({ ...MINIMAL_RAW, ...RELAY })).toEqual([]);
+  });
+
+  test("ClamAV on a server type with too little memory", () => {
+    expect(problems(withKey("serverType", "cpx11"))).toEqual([
+      "mailstack:clamav: ClamAV needs about 1.5 GB of RAM; server type cpx11 has 2 GB: choose cx23 or larger, or set mailstack:clamav false; got true",
+    ]);
+    expect(problems({ ...MINIMAL_RAW, serverType: "cpx11", clamav: "false" })).toEqual([]);
+    expect(problems({ ...MINIMAL_RAW, serverType: "cx23", clamav: "true" })).toEqual([]);
+  });
+
+  test("ClamAV on a server type missing from the memory table is not checked", () => {
+    expect(problems({ ...MINIMAL_RAW, serverType: "cx99", clamav: "true" })).toEqual([]);
+  });
+
+  test("an alias that is also a user's address", () => {
+    expect(
+      problems(
+        withKey(
+          "users",
+          JSON.stringify([
+            { address: "alice@example.eu" },
+            { address: "bob@example.eu", aliases: ["alice@example.eu"] },
+          ]),
+        ),
+      ),
+    ).toEqual([
+      'mailstack:users[1].aliases[0]: duplicates users[0].address; got "alice@example.eu"',
+    ]);
+    expect(
+      problems(
+        withKey(
+          "users",
+          JSON.stringify([
+            { address: "alice@example.eu" },
+            { address: "bob@example.eu", aliases: ["robert@example.eu"] },
+          ]),
+        ),
+      ),
+    ).toEqual([]);
+  });
+
+  test("a quota below 1 MiB", () => {
+    expect(
+      problems(withKey("users", JSON.stringify([{ address: "alice@example.eu", quotaMb: 0 }]))),
+    ).toEqual(["mailstack:users[0].quotaMb: must be a whole number of MiB, at least 1; got 0"]);
+    const c = parseConfig(
+      withKey("users", JSON.stringify([{ address: "alice@example.eu", quotaMb: 1 }])),
+    );
+    expect(c.users[0].quotaMb).toBe(1);
+  });
+
+  test("a user outside the domain", () => {
+    expect(problems(withKey("users", JSON.stringify([{ address: "alice@example.com" }])))).toEqual([
+      'mailstack:users[0].address: must be an address @example.eu; got "alice@example.com"',
+    ]);
+    expect(problems(withKey("users", JSON.stringify([{ address: "alice@example.eu" }])))).toEqual(
+      [],
+    );
+  });
+});
+
+describe("readSecrets", () => {
+  afterEach(() => pulumi.runtime.setAllConfig({}, []));
+
+  test("relayPassword is a secret Output when set, and absent when not", async () => {
+    pulumi.runtime.setAllConfig(
+      { "mailstack:acmeDnsToken": "token", "mailstack:relayPassword": "relay-password" },
+      ["mailstack:acmeDnsToken", "mailstack:relayPassword"],
+    );
+    const secrets = readSecrets();
+    expect(secrets.relayPassword).toBeDefined();
+    expect(await pulumi.isSecret(secrets.relayPassword!)).toBe(true);
+
+    pulumi.runtime.setAllConfig({ "mailstack:acmeDnsToken": "token" }, ["mailstack:acmeDnsToken"]);
+    expect("relayPassword" in readSecrets()).toBe(false);
   });
 });
 

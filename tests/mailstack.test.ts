@@ -5,6 +5,8 @@ import { parseConfig, type MailStackConfig } from "../components/config";
 import { txtValue } from "../components/keymath";
 import type { MailStack as MailStackType } from "../components/mailstack";
 import { buildMailRecords } from "../components/records";
+import { argon2Verify } from "hash-wasm";
+import { treePaths } from "../components/host-config";
 import { provisionCommand } from "../components/host-files";
 import { ADMIN_KEY, PROD_RAW, STAGING_RAW } from "./support/config";
 import { DEPLOY_KEY, DKIM_KEY, SSH_HOST_KEY, TLS_KEY } from "./support/keys";
@@ -348,17 +350,55 @@ describe("provisioning", () => {
           return [path, { mode, owner, group, content: Buffer.from(b64, "base64").toString() }];
         }),
     );
-    expect(Object.keys(files).sort()).toEqual([
-      "/etc/mailstack/acme-dns.ini",
-      "/etc/mailstack/acme.conf",
-      "/etc/mailstack/dkim/mail.key",
-      "/etc/mailstack/tls/mail.key",
-      "/etc/nftables.conf",
-      "/etc/systemd/system/mailstack-cert.service",
-      "/etc/systemd/system/mailstack-cert.timer",
-      "/home/admin/.ssh/authorized_keys",
-      "/usr/local/sbin/mailstack-cert",
-    ]);
+    expect(Object.keys(files).sort()).toEqual(
+      [
+        "/etc/mailstack/acme-dns.ini",
+        "/etc/mailstack/acme.conf",
+        "/etc/mailstack/dkim/mail.key",
+        "/etc/mailstack/tls/mail.key",
+        "/etc/nftables.conf",
+        "/etc/systemd/system/mailstack-cert.service",
+        "/etc/systemd/system/mailstack-cert.timer",
+        "/home/admin/.ssh/authorized_keys",
+        "/usr/local/sbin/mailstack-cert",
+        // The daemons' configuration tree, and the tables made from the stack's users.
+        ...treePaths(),
+        "/etc/dovecot/users",
+        "/etc/postfix/vmailbox",
+        "/etc/postfix/virtual",
+        "/etc/postfix/sender-login",
+        "/etc/postfix/relay-password",
+        "/etc/postfix/tls-policy",
+        "/etc/mailstack/rspamd-controller.password",
+      ].sort(),
+    );
+    // Every user's exported password opens their mailbox: the users file holds its hash.
+    const pw = await value(prod.stack.userPasswords);
+    expect(files["/etc/dovecot/users"]).toMatchObject({
+      mode: "0640",
+      owner: "root",
+      group: "dovecot",
+    });
+    for (const [address, password] of Object.entries(pw)) {
+      const line = files["/etc/dovecot/users"].content
+        .split("\n")
+        .find((l) => l.startsWith(`${address}:`))!;
+      const hash = line.split(":")[1].replace(/^\{ARGON2ID\}/, "");
+      expect(await argon2Verify({ password, hash })).toBe(true);
+      expect(await argon2Verify({ password: `${password}x`, hash })).toBe(false);
+    }
+    expect(files["/etc/mailstack/rspamd-controller.password"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      content: `${await value(prod.stack.rspamdControllerPassword)}\n`,
+    });
+    // Postfix sends from the addresses that carry the PTR.
+    expect(files["/etc/postfix/main.cf"].content).toContain(`smtp_bind_address = ${MOCK_IPV4}\n`);
+    expect(files["/etc/postfix/main.cf"].content).toContain(
+      "smtp_bind_address6 = 2001:db8:4d2::1\n",
+    );
+    expect(files["/etc/postfix/main.cf"].content).not.toMatch(/\{\{/);
     expect(files["/etc/mailstack/acme-dns.ini"]).toEqual({
       mode: "0600",
       owner: "root",
@@ -415,10 +455,13 @@ describe("outputs", () => {
     const pw = await value(prod.stack.userPasswords);
     expect(Object.keys(pw)).toEqual(["alice@example.eu", "bob@example.eu"]);
     for (const p of Object.values(pw)) expect(p).toHaveLength(24);
+    // One per user, and the Rspamd controller's.
     expect(prod.of(T.password).map((r) => r.inputs)).toEqual([
       { length: 24, special: false },
       { length: 24, special: false },
+      { length: 24, special: false },
     ]);
+    expect(await pulumi.isSecret(prod.stack.rspamdControllerPassword)).toBe(true);
   });
 
   test("addresses, host, selector, client settings and cost", async () => {

@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../components/config";
 import { PROD_RAW } from "./support/config";
-import { created, installMocks, settle, value } from "./support/mocks";
+import { created, installMocks, secretInput, settle, value } from "./support/mocks";
 
 function setStackConfig(raw: Record<string, unknown>): void {
   pulumi.runtime.setAllConfig(
@@ -92,5 +92,21 @@ describe("a valid stack", () => {
       content: "mail.example.eu",
       priority: 10,
     });
+  });
+
+  test("a second evaluation sends a byte-identical provisioning bundle (no diff, no re-run)", async () => {
+    const bundles = () =>
+      created
+        .filter((r) => r.type === "command:remote:Command")
+        .map((r) => secretInput(r.inputs.stdin));
+    const first = bundles();
+    loadProgram();
+    await settle();
+    const all = bundles();
+    expect(all).toHaveLength(first.length * 2);
+    const second = all.slice(first.length);
+    // The password hashes are salted from the password and address, not from randomness.
+    expect(first[0]).toMatch(/^\/etc\/dovecot\/users /m);
+    expect(second).toEqual(first);
   });
 });

@@ -2,7 +2,9 @@
 // (`npm run test:lab` starts it there): commands on the VMs, DNS queries, SMTP and TLS.
 import { spawnSync } from "node:child_process";
 import { get } from "node:https";
+import { ImapFlow } from "imapflow";
 import { createTransport } from "nodemailer";
+import { passwords } from "../../lab/lab";
 import { labCaPem } from "../../lab/acme";
 import { ACME_MANAGEMENT } from "../../lab/settings";
 import { labKeys, type LabKeys } from "../../lab/keys";
@@ -109,4 +111,79 @@ export async function eventually(
   throw new Error(
     `${h.name}: '${command}' never matched ${pattern} within ${timeoutMs / 1000} s; last output:\n${out}`,
   );
+}
+
+/** The password the lab generated for a user (the stack's `userPasswords`). */
+export function passwordOf(h: LabHost, address: string): string {
+  const pw = passwords(h)[address];
+  if (!pw) throw new Error(`no lab password for ${address}`);
+  return pw;
+}
+
+/** An IMAPS session as a mail client opens it: port 993, certificate verified. */
+export async function withImap<T>(
+  h: LabHost,
+  user: string,
+  password: string,
+  fn: (client: ImapFlow) => Promise<T>,
+): Promise<T> {
+  const client = new ImapFlow({
+    host: h.ipv4,
+    port: 993,
+    secure: true,
+    auth: { user, pass: password },
+    tls: { ca: await acmeRoot(), servername: h.config.mailHost },
+    logger: false,
+    connectionTimeout: 60_000,
+    greetingTimeout: 60_000,
+  });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.logout().catch(() => undefined);
+  }
+}
+
+/** Waits until a message with this subject is in the mailbox; returns its raw source. */
+export async function waitForMessage(
+  h: LabHost,
+  user: string,
+  mailbox: string,
+  subject: string,
+  timeoutMs = 180_000,
+): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await withImap(h, user, passwordOf(h, user), async (c) => {
+      const lock = await c.getMailboxLock(mailbox);
+      try {
+        const uids = (await c.search({ header: { subject } }, { uid: true })) || [];
+        if (uids.length === 0) return undefined;
+        const msg = await c.fetchOne(String(uids[0]), { source: true }, { uid: true });
+        return msg ? msg.source!.toString("utf8") : undefined;
+      } finally {
+        lock.release();
+      }
+    });
+    if (found) return found;
+    if (Date.now() > end)
+      throw new Error(`${h.name}: no message '${subject}' in ${user}'s ${mailbox}`);
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+}
+
+/** Subjects of the messages in a mailbox. */
+export function subjects(h: LabHost, user: string, mailbox: string): Promise<string[]> {
+  return withImap(h, user, passwordOf(h, user), async (c) => {
+    const lock = await c.getMailboxLock(mailbox);
+    try {
+      const out: string[] = [];
+      if ((c.mailbox as { exists: number }).exists === 0) return out;
+      for await (const m of c.fetch("1:*", { envelope: true })) out.push(m.envelope?.subject ?? "");
+      return out;
+    } finally {
+      lock.release();
+    }
+  });
 }

@@ -1,0 +1,140 @@
+// The daemons' configuration tree and the tables made from the stack's users.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseConfig } from "../components/config";
+import {
+  configFiles,
+  dovecotUsers,
+  fillSlots,
+  HOST_TREE,
+  postfixTables,
+  relayTables,
+  treePaths,
+  type HostSlots,
+} from "../components/host-config";
+import { MINIMAL_RAW } from "./support/config";
+
+const SLOTS: HostSlots = {
+  mailHost: "mail.example.eu",
+  domain: "example.eu",
+  ipv4: "203.0.113.25",
+  ipv6: "2001:db8::1",
+  dkimSelector: "mail",
+  logRetentionDays: 14,
+  postscreenDnsblSites: "zen.spamhaus.org*3",
+  relayHost: "",
+  relayAuth: "no",
+  clamav: true,
+};
+
+describe("configuration tree", () => {
+  test("mirrors the host's paths for every daemon", () => {
+    expect(treePaths()).toEqual(
+      expect.arrayContaining([
+        "/etc/postfix/main.cf",
+        "/etc/postfix/master.cf",
+        "/etc/dovecot/dovecot.conf",
+        "/etc/rspamd/local.d/dkim_signing.conf",
+        "/etc/unbound/unbound.conf.d/mailstack.conf",
+        "/etc/fail2ban/jail.d/mailstack.local",
+        "/etc/systemd/journald.conf.d/mailstack.conf",
+      ]),
+    );
+  });
+
+  test("every slot a file names exists, and every slot is used somewhere", () => {
+    const used = new Set<string>();
+    for (const path of treePaths()) {
+      const text = readFileSync(join(HOST_TREE, path), "utf8");
+      for (const m of text.matchAll(/\{\{([A-Za-z0-9]+)\}\}/g)) used.add(m[1]);
+    }
+    expect([...used].sort()).toEqual(Object.keys(SLOTS).sort());
+  });
+
+  test("an unknown slot is an error naming the file, not an empty string", () => {
+    expect(() => fillSlots("/etc/x.conf", "a = {{nope}}\n", SLOTS)).toThrow(
+      "/etc/x.conf: unknown slot {{nope}}",
+    );
+    expect(fillSlots("/etc/x.conf", "a = {{domain}}\n", SLOTS)).toBe("a = example.eu\n");
+  });
+
+  test("rendered files carry the settings and no placeholder", () => {
+    const files = Object.fromEntries(configFiles(SLOTS).map((f) => [f.path, f]));
+    for (const f of Object.values(files)) expect(f.content).not.toMatch(/\{\{/);
+    const main = files["/etc/postfix/main.cf"].content;
+    expect(main).toContain("myhostname = mail.example.eu\n");
+    expect(main).toContain("smtp_bind_address = 203.0.113.25\n");
+    expect(main).toContain("smtp_bind_address6 = 2001:db8::1\n");
+    expect(main).toContain("postscreen_dnsbl_sites = zen.spamhaus.org*3\n");
+    expect(main).toContain("smtpd_tls_protocols = >=TLSv1.2\n");
+    expect(main).toContain("relayhost = \n");
+    expect(files["/etc/systemd/journald.conf.d/mailstack.conf"].content).toContain(
+      "MaxRetentionSec=14day\n",
+    );
+    expect(files["/etc/rspamd/local.d/dkim_signing.conf"].content).toContain(
+      'path = "/etc/mailstack/dkim/mail.key";',
+    );
+    expect(files["/etc/rspamd/local.d/antivirus.conf"].content).toContain("enabled = true;");
+    expect(
+      configFiles({ ...SLOTS, clamav: false }).find(
+        (f) => f.path === "/etc/rspamd/local.d/antivirus.conf",
+      )!.content,
+    ).toContain("enabled = false;");
+    expect(files["/etc/dovecot/dovecot.conf"]).toMatchObject({ owner: "root", mode: "0644" });
+  });
+});
+
+describe("tables from the stack's users", () => {
+  const cfg = parseConfig({
+    ...MINIMAL_RAW,
+    users: JSON.stringify([
+      { address: "alice@example.eu", aliases: ["sales@example.eu"] },
+      { address: "bob@example.eu", quotaMb: 50 },
+    ]),
+    aliases: JSON.stringify({
+      "team@example.eu": ["alice@example.eu", "bob@example.eu"],
+      "all@example.eu": ["team@example.eu"],
+    }),
+  });
+
+  test("mailboxes, aliases and who may send as which address", () => {
+    const t = postfixTables(cfg.users, cfg.aliases);
+    const body = (text: string) => text.split("\n").filter((l) => l && !l.startsWith("#"));
+    expect(body(t.vmailbox)).toEqual(["alice@example.eu OK", "bob@example.eu OK"]);
+    expect(body(t.virtual)).toEqual([
+      "sales@example.eu alice@example.eu",
+      "abuse@example.eu alice@example.eu",
+      "all@example.eu team@example.eu",
+      "postmaster@example.eu alice@example.eu",
+      "team@example.eu alice@example.eu,bob@example.eu",
+    ]);
+    expect(body(t.senderLogin)).toEqual([
+      "abuse@example.eu alice@example.eu",
+      "alice@example.eu alice@example.eu",
+      "all@example.eu alice@example.eu,bob@example.eu",
+      "bob@example.eu bob@example.eu",
+      "postmaster@example.eu alice@example.eu",
+      "sales@example.eu alice@example.eu",
+      "team@example.eu alice@example.eu,bob@example.eu",
+    ]);
+  });
+
+  test("the users file: hash, and the quota only where one is set", () => {
+    const text = dovecotUsers(
+      cfg.users.map((u) => ({ ...u, passwordHash: `{ARGON2ID}$h-${u.address}` })),
+    );
+    expect(text.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([
+      "alice@example.eu:{ARGON2ID}$h-alice@example.eu::::::",
+      "bob@example.eu:{ARGON2ID}$h-bob@example.eu::::::userdb_quota_storage_size=50M",
+    ]);
+  });
+
+  test("relay tables: a login and a verified-TLS policy for the relay, nothing without one", () => {
+    const r = relayTables({ host: "[smtp.relay.example]:587", user: "u", password: "p:w" });
+    expect(r.password).toContain("\n[smtp.relay.example]:587 u:p:w\n");
+    expect(r.tlsPolicy).toContain("\n[smtp.relay.example]:587 secure\n");
+    const none = relayTables(undefined);
+    expect(none.password.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([]);
+    expect(none.tlsPolicy.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([]);
+  });
+});

@@ -1,0 +1,445 @@
+// The mail host, end to end: alpha is the host under test, beta the outside world (another
+// domain, its own stack). Every refusal stands beside a control that succeeds on the same path.
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import { Resolver } from "node:dns/promises";
+import { writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { authenticate } from "mailauth";
+import { SERVICES_IP4 } from "../../lab/settings";
+import { HOSTS, acmeRoot, local, onHost, passwordOf, waitForMessage, withImap } from "./support";
+import { SmtpSession, message, type Reply } from "./smtp";
+
+const [alpha, beta] = HOSTS;
+const A = alpha.config.domain;
+const B = beta.config.domain;
+const token = () => randomBytes(6).toString("hex");
+let ca = "";
+
+beforeAll(async () => {
+  ca = await acmeRoot();
+});
+
+const tlsFor = (h: typeof alpha) => ({ ca, servername: h.config.mailHost });
+
+/** A logged-in submission session on 587 (STARTTLS) or 465 (implicit TLS). */
+async function submission(h: typeof alpha, port: 465 | 587, user: string, password: string) {
+  const s = await SmtpSession.open({
+    host: h.ipv4,
+    port,
+    ...(port === 465 ? { tls: tlsFor(h) } : {}),
+  });
+  await s.ehlo();
+  if (port === 587) {
+    await s.starttls(ca, h.config.mailHost);
+    await s.ehlo();
+  }
+  const auth = await s.authPlain(user, password);
+  return { s, auth };
+}
+
+/** Sends one message through a session; returns the reply of each step. */
+async function send(
+  s: SmtpSession,
+  from: string,
+  to: string,
+  text: string,
+  mailOpts = "",
+): Promise<{ mail: Reply; rcpt?: Reply; data?: Reply }> {
+  const mail = await s.command(`MAIL FROM:<${from}>${mailOpts}`);
+  if (mail.code !== 250) return { mail };
+  const rcpt = await s.command(`RCPT TO:<${to}>`);
+  if (rcpt.code !== 250) return { mail, rcpt };
+  return { mail, rcpt, data: await s.data(text) };
+}
+
+/** As a remote MTA on port 25: STARTTLS verified, no login. */
+async function inbound(h: typeof alpha, from: string, to: string, text: string) {
+  const s = await SmtpSession.open({ host: h.ipv4, port: 25 });
+  try {
+    await s.ehlo("client.lab.example");
+    await s.starttls(ca, h.config.mailHost);
+    await s.ehlo("client.lab.example");
+    return await send(s, from, to, text);
+  } finally {
+    s.close();
+  }
+}
+
+const labResolver = new Resolver();
+labResolver.setServers([SERVICES_IP4]);
+/** mailauth's DNS (node's resolver interface): the lab's validating resolver. */
+const resolver = ((name: string, rr: string) => labResolver.resolve(name, rr)) as never;
+
+describe("submission and delivery", () => {
+  test.each([587, 465] as const)(
+    "a user submits on %i; beta receives it with DKIM, SPF and DMARC passing",
+    async (port) => {
+      const subject = `out-${port}-${token()}`;
+      const alice = `alice@${A}`;
+      const { s, auth } = await submission(alpha, port, alice, passwordOf(alpha, alice));
+      expect(auth.code).toBe(235);
+      const r = await send(
+        s,
+        alice,
+        `bob@${B}`,
+        message({ from: alice, to: `bob@${B}`, subject, body: "signed on the way out\n" }),
+      );
+      s.close();
+      expect(r.data?.code).toBe(250);
+
+      const raw = await waitForMessage(beta, `bob@${B}`, "INBOX", subject);
+      // alpha signed with its selector and domain.
+      expect(raw).toMatch(
+        new RegExp(`DKIM-Signature:[^]*?d=${A};[^]*?s=${alpha.config.dkimSelector};`),
+      );
+      // beta's Rspamd checked it against the lab's signed DNS.
+      const results = raw.match(/^Authentication-Results: [^]*?(?=\r?\n\S)/m)?.[0] ?? "";
+      expect(results).toMatch(new RegExp(`dkim=pass header\\.d=${A}`));
+      expect(results).toMatch(/spf=pass/);
+      expect(results).toMatch(new RegExp(`dmarc=pass \\(policy=reject\\) header\\.from=${A}`));
+
+      // An independent verifier agrees, from the same DNS.
+      const verdict = await authenticate(raw, {
+        ip: alpha.ipv4,
+        helo: alpha.config.mailHost,
+        mta: beta.config.mailHost,
+        sender: alice,
+        resolver,
+      });
+      expect(
+        verdict.dkim.results.map((d: { status: { result: string } }) => d.status.result),
+      ).toContain("pass");
+      expect(verdict.spf && verdict.spf.status.result).toBe("pass");
+      expect(verdict.dmarc && verdict.dmarc.status.result).toBe("pass");
+    },
+  );
+
+  test("beta sends to a user; the message is in INBOX over IMAPS with its checks recorded", async () => {
+    const subject = `in-${token()}`;
+    const bob = `bob@${B}`;
+    const { s, auth } = await submission(beta, 587, bob, passwordOf(beta, bob));
+    expect(auth.code).toBe(235);
+    const r = await send(
+      s,
+      bob,
+      `alice@${A}`,
+      message({ from: bob, to: `alice@${A}`, subject, body: "hello alice\n" }),
+    );
+    s.close();
+    expect(r.data?.code).toBe(250);
+    const raw = await waitForMessage(alpha, `alice@${A}`, "INBOX", subject);
+    expect(raw).toMatch(
+      new RegExp(`Authentication-Results: ${alpha.config.mailHost.replace(/\./g, "\\.")};`),
+    );
+    expect(raw).toMatch(new RegExp(`dkim=pass header\\.d=${B}`));
+    expect(raw).toMatch(new RegExp(`dmarc=pass \\(policy=reject\\) header\\.from=${B}`));
+  });
+
+  test("a user alias and a group alias deliver to their mailboxes", async () => {
+    const subject = `alias-${token()}`;
+    const text = message({ from: `x@${B}`, to: `team@${A}`, subject, body: "to the team\n" });
+    const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
+    await s.ehlo();
+    await s.starttls(ca, alpha.config.mailHost);
+    await s.ehlo();
+    expect((await s.command(`MAIL FROM:<someone@${B}>`)).code).toBe(250);
+    expect((await s.command(`RCPT TO:<team@${A}>`)).code).toBe(250);
+    expect((await s.command(`RCPT TO:<sales@${A}>`)).code).toBe(250);
+    expect((await s.data(text)).code).toBe(250);
+    s.close();
+    await waitForMessage(alpha, `alice@${A}`, "INBOX", subject);
+    await waitForMessage(alpha, `bob@${A}`, "INBOX", subject);
+  });
+});
+
+describe("refusals, each beside its control", () => {
+  test("relaying for a stranger is refused with 554; local delivery on the same session works", async () => {
+    const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
+    await s.ehlo();
+    expect((await s.command(`MAIL FROM:<someone@${B}>`)).code).toBe(250);
+    const relay = await s.command("RCPT TO:<victim@elsewhere.example>");
+    expect(relay.text).toMatch(/^554 5\.7\.1 <victim@elsewhere\.example>: Relay access denied/);
+    expect((await s.command(`RCPT TO:<alice@${A}>`)).code).toBe(250);
+    s.close();
+  });
+
+  test("AUTH is never offered before TLS (587, 25), after STARTTLS on 587 only", async () => {
+    const sub = await SmtpSession.open({ host: alpha.ipv4, port: 587 });
+    const before = await sub.ehlo();
+    expect(before).toContain("STARTTLS");
+    expect(before.some((c) => c.startsWith("AUTH"))).toBe(false);
+    expect((await sub.authPlain(`alice@${A}`, "x")).text).toMatch(
+      /^530 5\.7\.0 Must issue a STARTTLS command first/,
+    );
+    await sub.starttls(ca, alpha.config.mailHost);
+    expect(await sub.ehlo()).toContain("AUTH PLAIN LOGIN");
+    sub.close();
+
+    const mx = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
+    expect((await mx.ehlo()).some((c) => c.startsWith("AUTH"))).toBe(false);
+    await mx.starttls(ca, alpha.config.mailHost);
+    const after = await mx.ehlo();
+    expect(after.some((c) => c.startsWith("AUTH"))).toBe(false);
+    expect(after).toContain("PIPELINING");
+    mx.close();
+  });
+
+  test("submission without login is refused; with login it is accepted", async () => {
+    const s = await SmtpSession.open({ host: alpha.ipv4, port: 587 });
+    await s.ehlo();
+    await s.starttls(ca, alpha.config.mailHost);
+    await s.ehlo();
+    expect((await s.command(`MAIL FROM:<alice@${A}>`)).code).toBe(250);
+    const rcpt = await s.command(`RCPT TO:<bob@${B}>`);
+    expect(rcpt.text).toMatch(/^554 5\.7\.1 .*Client host rejected: Access denied/);
+    s.close();
+
+    const { s: ok, auth } = await submission(
+      alpha,
+      587,
+      `alice@${A}`,
+      passwordOf(alpha, `alice@${A}`),
+    );
+    expect(auth.code).toBe(235);
+    expect((await ok.command(`MAIL FROM:<alice@${A}>`)).code).toBe(250);
+    expect((await ok.command(`RCPT TO:<bob@${B}>`)).code).toBe(250);
+    ok.close();
+  });
+
+  test("a user may send as their own address and aliases, not as another user", async () => {
+    const alice = `alice@${A}`;
+    const { s } = await submission(alpha, 465, alice, passwordOf(alpha, alice));
+    for (const own of [alice, `sales@${A}`, `team@${A}`]) {
+      expect((await s.command(`MAIL FROM:<${own}>`)).code).toBe(250);
+      expect((await s.command(`RCPT TO:<bob@${B}>`)).code).toBe(250);
+      expect((await s.command("RSET")).code).toBe(250);
+    }
+    expect((await s.command(`MAIL FROM:<bob@${A}>`)).code).toBe(250);
+    const r = await s.command(`RCPT TO:<bob@${B}>`);
+    expect(r.text).toMatch(
+      new RegExp(`^553 5\\.7\\.1 <bob@${A}>: Sender address rejected: not owned by user ${alice}`),
+    );
+    s.close();
+  });
+
+  test("a wrong password is refused with 535; the right one is accepted with 235", async () => {
+    const alice = `alice@${A}`;
+    const { s: bad, auth: refused } = await submission(alpha, 587, alice, "not-the-password");
+    expect(refused.text).toMatch(/^535 5\.7\.8 Error: authentication failed/);
+    bad.close();
+    const { s: good, auth } = await submission(alpha, 587, alice, passwordOf(alpha, alice));
+    expect(auth.text).toMatch(/^235 2\.7\.0 Authentication successful/);
+    good.close();
+    await expect(withImap(alpha, alice, "not-the-password", async () => true)).rejects.toThrow();
+    expect(await withImap(alpha, alice, passwordOf(alpha, alice), async () => true)).toBe(true);
+  });
+});
+
+describe("TLS on every port", () => {
+  const ports: [number, string[]][] = [
+    [25, ["-starttls", "smtp"]],
+    [587, ["-starttls", "smtp"]],
+    [465, []],
+    [993, []],
+  ];
+  /** One handshake with openssl; the client allows everything (SECLEVEL 0), the server decides. */
+  const handshake = (port: number, extra: string[], args: string[]) =>
+    local(
+      "openssl",
+      [
+        "s_client",
+        "-connect",
+        `${alpha.ipv4}:${port}`,
+        "-servername",
+        alpha.config.mailHost,
+        ...extra,
+        ...args,
+      ],
+      "",
+    );
+  const accepted = (out: string) => /New, TLSv1\.[0-3], Cipher is (?!\(NONE\))/.test(out);
+
+  describe.each(ports)("port %i", (port, extra) => {
+    test("TLS 1.2 and 1.3 accepted; 1.0 and 1.1 refused", () => {
+      expect(accepted(handshake(port, extra, ["-tls1_3"]).out)).toBe(true);
+      expect(accepted(handshake(port, extra, ["-tls1_2"]).out)).toBe(true);
+      for (const old of ["-tls1", "-tls1_1"]) {
+        const r = handshake(port, extra, [old, "-cipher", "ALL:@SECLEVEL=0"]);
+        expect(accepted(r.out)).toBe(false);
+      }
+    });
+
+    test("anonymous, DHE, static-RSA and CBC-SHA1 suites refused; ECDHE with AEAD accepted", () => {
+      const with12 = (cipher: string) =>
+        accepted(handshake(port, extra, ["-tls1_2", "-cipher", `${cipher}:@SECLEVEL=0`]).out);
+      expect(with12("ECDHE-ECDSA-AES128-GCM-SHA256")).toBe(true);
+      expect(with12("ECDHE-ECDSA-CHACHA20-POLY1305")).toBe(true);
+      expect(with12("aNULL")).toBe(false);
+      expect(with12("kDHE")).toBe(false);
+      expect(with12("kRSA")).toBe(false);
+      expect(with12("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")).toBe(false);
+    });
+
+    test("the certificate chains to the lab CA and its key is the one in TLSA", () => {
+      const r = handshake(port, extra, [
+        "-verify_return_error",
+        "-verify_hostname",
+        alpha.config.mailHost,
+        "-CAfile",
+        caFile(),
+      ]);
+      expect(r.out).toMatch(/Verify return code: 0 \(ok\)/);
+      const pem = r.out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0];
+      expect(pem).toBeDefined();
+      const spki = new X509Certificate(pem!).publicKey.export({ type: "spki", format: "der" });
+      const tlsa = local("kdig", [
+        `@${SERVICES_IP4}`,
+        `_25._tcp.${alpha.config.mailHost}`,
+        "TLSA",
+        "+short",
+      ]).out;
+      expect(tlsa.replace(/\s+/g, "").toLowerCase()).toContain(
+        `311${createHash("sha256").update(spki).digest("hex")}`,
+      );
+    });
+  });
+});
+
+/** The lab CA as a file, for openssl. */
+function caFile(): string {
+  const path = join(tmpdir(), `mailstack-lab-ca-${process.pid}.pem`);
+  writeFileSync(path, ca);
+  return path;
+}
+
+describe("exposure", () => {
+  const probe = (port: number) =>
+    new Promise<"open" | "closed">((resolve) => {
+      const s = connect({ host: alpha.ipv4, port, timeout: 4000 });
+      s.once("connect", () => {
+        s.destroy();
+        resolve("open");
+      });
+      s.once("timeout", () => {
+        s.destroy();
+        resolve("closed");
+      });
+      s.once("error", () => resolve("closed"));
+    });
+
+  test("exactly 22, 25, 465, 587, 993 and 4190 answer from outside", async () => {
+    const open = [22, 25, 465, 587, 993, 4190];
+    const shut = [80, 110, 143, 443, 995, 2000, 3310, 6379, 9100, 9154, 11332, 11333, 11334];
+    const seen = await Promise.all(
+      [...open, ...shut].map(async (p) => [p, await probe(p)] as const),
+    );
+    expect(Object.fromEntries(seen)).toEqual(
+      Object.fromEntries([...open.map((p) => [p, "open"]), ...shut.map((p) => [p, "closed"])]),
+    );
+  });
+
+  test("on the host, Redis and the Rspamd controller listen on the loopback only", () => {
+    const listening = onHost(alpha, "ss -Hltn | awk '{print $4}'");
+    for (const port of [6379, 11332, 11334]) {
+      const binds = listening.split("\n").filter((l) => l.endsWith(`:${port}`));
+      expect(binds.length).toBeGreaterThan(0);
+      for (const b of binds) expect(b).toMatch(/^(127\.0\.0\.1|\[::1\]):/);
+    }
+  });
+});
+
+describe("filtering", () => {
+  const clean = (subject: string) =>
+    message({ from: `someone@${B}`, to: `alice@${A}`, subject, body: "a plain, clean message\n" });
+
+  test("GTUBE is rejected with 5xx; a clean message is accepted", async () => {
+    const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+    const spam = await inbound(
+      alpha,
+      `someone@${B}`,
+      `alice@${A}`,
+      message({ from: `someone@${B}`, to: `alice@${A}`, subject: "gtube", body: `${gtube}\n` }),
+    );
+    expect(spam.data?.text).toMatch(/^554 5\.7\.1 Gtube pattern/);
+    const ok = await inbound(alpha, `someone@${B}`, `alice@${A}`, clean(`clean-${token()}`));
+    expect(ok.data?.code).toBe(250);
+  });
+
+  test("EICAR is rejected with 5xx by ClamAV", async () => {
+    const eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    const boundary = "b-" + token();
+    const text = [
+      `From: someone@${B}`,
+      `To: alice@${A}`,
+      "Subject: eicar",
+      "MIME-Version: 1.0",
+      `Content-Type: multipart/mixed; boundary="${boundary}"`,
+      "",
+      `--${boundary}`,
+      "Content-Type: text/plain",
+      "",
+      "see attachment",
+      `--${boundary}`,
+      "Content-Type: application/octet-stream",
+      'Content-Disposition: attachment; filename="eicar.com"',
+      "Content-Transfer-Encoding: base64",
+      "",
+      Buffer.from(eicar).toString("base64"),
+      `--${boundary}--`,
+      "",
+    ].join("\r\n");
+    const r = await inbound(alpha, `someone@${B}`, `alice@${A}`, text);
+    expect(r.data?.text).toMatch(/^554 5\.7\.1 clamav: virus found: "Eicar-Test-Signature"/);
+  });
+
+  test("mail from beta forging alpha's domain fails DMARC and is rejected (p=reject)", () => {
+    // Sent by beta's own address: SPF fails for alpha.example, and nothing signs it.
+    const py = [
+      "import smtplib,sys",
+      `s=smtplib.SMTP('${alpha.ipv4}',25,local_hostname='${beta.config.mailHost}',timeout=120)`,
+      "s.ehlo(); s.starttls(); s.ehlo()",
+      `code,msg=s.mail('alice@${A}')`,
+      `s.rcpt('bob@${A}')`,
+      "s.putcmd('data'); s.getreply()",
+      `s.send(b'From: alice@${A}\\r\\nTo: bob@${A}\\r\\nSubject: forged\\r\\n\\r\\nforged\\r\\n.\\r\\n')`,
+      "code,msg=s.getreply(); print(code, msg.decode())",
+    ].join("\n");
+    const out = onHost(beta, `python3 -c ${JSON.stringify(py)}`).trim();
+    expect(out).toMatch(/^5\d\d 5\.7\.1 /);
+    expect(out).toMatch(/DMARC/i);
+  });
+
+  test("a spam-scored message lands in Junk; a clean one in INBOX", async () => {
+    const subject = `junk-${token()}`;
+    // Rspamd's GTUBE variant for the "add header" action.
+    const yjs = "YJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+    const r = await inbound(
+      alpha,
+      `someone@${B}`,
+      `alice@${A}`,
+      message({ from: `someone@${B}`, to: `alice@${A}`, subject, body: `${yjs}\n` }),
+    );
+    expect(r.data?.code).toBe(250);
+    const raw = await waitForMessage(alpha, `alice@${A}`, "Junk", subject);
+    expect(raw).toMatch(/^X-Spam: Yes/m);
+    const cleanSubject = `ham-${token()}`;
+    expect(
+      (await inbound(alpha, `someone@${B}`, `alice@${A}`, clean(cleanSubject))).data?.code,
+    ).toBe(250);
+    const ham = await waitForMessage(alpha, `alice@${A}`, "INBOX", cleanSubject);
+    expect(ham).not.toMatch(/^X-Spam: Yes/m);
+  });
+
+  test("a user over quota is refused with 552 at RCPT; a user with room is accepted", async () => {
+    const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
+    await s.ehlo();
+    // 2 MB announced against carol's 1 MiB quota.
+    expect((await s.command(`MAIL FROM:<someone@${B}> SIZE=2000000`)).code).toBe(250);
+    const full = await s.command(`RCPT TO:<carol@${A}>`);
+    expect(full.text).toMatch(/^552 5\.2\.2 .*Mailbox is full/);
+    expect((await s.command(`RCPT TO:<alice@${A}>`)).code).toBe(250);
+    s.close();
+  });
+});

@@ -1,0 +1,58 @@
+// A reboot: every service comes back without help, and every accepted message is still there.
+import { randomBytes } from "node:crypto";
+import { rebootHost } from "../../lab/lab";
+import { HOSTS, eventually, onHost, subjects, waitForMessage } from "./support";
+import { SmtpSession, message } from "./smtp";
+
+const alpha = HOSTS[0];
+const alice = `alice@${alpha.config.domain}`;
+const SERVICES = [
+  "postfix",
+  "dovecot",
+  "rspamd",
+  "redis-server",
+  "unbound",
+  "clamav-daemon",
+  "fail2ban",
+  "nftables",
+];
+
+async function deliver(subject: string): Promise<number> {
+  const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
+  try {
+    await s.ehlo();
+    await s.command(`MAIL FROM:<someone@${HOSTS[1].config.domain}>`);
+    await s.command(`RCPT TO:<${alice}>`);
+    return (
+      await s.data(
+        message({ from: `someone@${HOSTS[1].config.domain}`, to: alice, subject, body: "kept\n" }),
+      )
+    ).code;
+  } finally {
+    s.close();
+  }
+}
+
+test("after a reboot every mail service is back and every accepted message is still there", async () => {
+  const subject = `before-reboot-${randomBytes(4).toString("hex")}`;
+  expect(await deliver(subject)).toBe(250);
+  await waitForMessage(alpha, alice, "INBOX", subject);
+  const before = await subjects(alpha, alice, "INBOX");
+
+  await rebootHost(alpha);
+
+  await eventually(
+    alpha,
+    `systemctl is-active ${SERVICES.join(" ")} | sort | uniq -c`,
+    new RegExp(`^\\s*${SERVICES.length} active\\s*$`),
+    600_000,
+  );
+  await eventually(alpha, "ss -Hltn 'sport = :11332'", /11332/, 600_000);
+  expect(onHost(alpha, "findmnt -n -o TARGET /srv/mail").trim()).toBe("/srv/mail");
+  const after = await subjects(alpha, alice, "INBOX");
+  expect(after).toEqual(expect.arrayContaining(before));
+  // And mail flows again.
+  const again = `after-reboot-${randomBytes(4).toString("hex")}`;
+  expect(await deliver(again)).toBe(250);
+  await waitForMessage(alpha, alice, "INBOX", again);
+}, 1_200_000);
