@@ -17,6 +17,9 @@ const BASE_PACKAGES = [
   "redis-server",
   // The host's own validating resolver: DANE for Postfix, DNS blocklists for Rspamd.
   "unbound",
+  // The DNSSEC root trust anchor (only recommended by unbound, and packages are installed
+  // without recommendations).
+  "dns-root-data",
   // Host protection and upkeep.
   "nftables",
   "fail2ban",

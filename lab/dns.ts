@@ -10,6 +10,7 @@ import type { LabKeys } from "./keys";
 import { daemon, runIn, waitFor } from "./run";
 import { tail } from "./log";
 import {
+  LAB_CLIENT_IP4,
   LAB_NET4,
   LAB_NET6,
   NETNS,
@@ -84,19 +85,39 @@ export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record
     const lines = [...soa(h.config.domain), ...hostRecords(h, keysOf(h)).map(zoneLine)];
     out[h.config.domain] = lines.join("\n") + "\n";
   }
-  // The name server's own zone, so its NS name resolves.
+  // The name server's own zone, so its NS name resolves; and the outside world's mail
+  // clients: client.lab.example sends for lab.example (SPF, DMARC p=quarantine), as any MTA would.
+  const spf = `"v=spf1 ip4:${SERVICES_IP4} ip4:${LAB_CLIENT_IP4} ip6:${SERVICES_IP6} -all"`;
   out["lab.example"] =
     [
       ...soa("lab.example"),
       `ns.lab.example. 300 IN A ${NS_IP4}`,
       `ns.lab.example. 300 IN AAAA ${NS_IP6}`,
+      `lab.example. 300 IN MX 10 client.lab.example.`,
+      `lab.example. 300 IN TXT ${spf}`,
+      // Mail for lab.example from anywhere else is suspect: receivers treat it as spam.
+      `_dmarc.lab.example. 300 IN TXT "v=DMARC1; p=quarantine"`,
+      `client.lab.example. 300 IN A ${SERVICES_IP4}`,
+      `client.lab.example. 300 IN AAAA ${SERVICES_IP6}`,
+      `client.lab.example. 300 IN TXT ${spf}`,
+      `client2.lab.example. 300 IN A ${LAB_CLIENT_IP4}`,
     ].join("\n") + "\n";
+  const client = (address: string, name: string) => `${ptrName(address)} 300 IN PTR ${name}`;
   const ptr = (h: LabHost, address: string) =>
     `${ptrName(address)} 300 IN PTR ${fqdn(h.config.mailHost)}`;
   out[REVERSE_ZONE4] =
-    [...soa(REVERSE_ZONE4), ...hosts.map((h) => ptr(h, h.ipv4))].join("\n") + "\n";
+    [
+      ...soa(REVERSE_ZONE4),
+      ...hosts.map((h) => ptr(h, h.ipv4)),
+      client(SERVICES_IP4, "client.lab.example."),
+      client(LAB_CLIENT_IP4, "client2.lab.example."),
+    ].join("\n") + "\n";
   out[REVERSE_ZONE6] =
-    [...soa(REVERSE_ZONE6), ...hosts.map((h) => ptr(h, h.ipv6))].join("\n") + "\n";
+    [
+      ...soa(REVERSE_ZONE6),
+      ...hosts.map((h) => ptr(h, h.ipv6)),
+      client(SERVICES_IP6, "client.lab.example."),
+    ].join("\n") + "\n";
   return out;
 }
 

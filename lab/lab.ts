@@ -18,7 +18,15 @@ import { keyDir, labKeys, type LabKeys } from "./keys";
 import { info, step, tail } from "./log";
 import { createNetwork, netnsExists, removeNetwork } from "./net";
 import { CommandError, pidAlive, run, waitFor } from "./run";
-import { HOSTS, NETNS, NS_IP4, SERVICES_IP4, STATE_DIR, type LabHost } from "./settings";
+import {
+  HOSTS,
+  NETNS,
+  NS_IP4,
+  SERVICES_IP4,
+  SERVICES_IP6,
+  STATE_DIR,
+  type LabHost,
+} from "./settings";
 import { ssh, sshAsync } from "./ssh";
 import { bootHost, consoleLog, hostFailure, hostRunning, stopHost } from "./vm";
 
@@ -138,8 +146,10 @@ function labSecret(h: LabHost, name: string): string {
 const EICAR_HDB = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n";
 
 /**
- * What only the lab adds to a host: its resolver's upstream and trust anchors, and a
- * signature database that detects EICAR, since freshclam has no network here.
+ * What only the lab adds to a host: its resolver's upstream and trust anchors, a signature
+ * database that detects EICAR (freshclam has no network here), and Fail2Ban leaving the
+ * lab's control address alone, as an operator exempts their own deployment host: the suite
+ * provokes failed logins from it on purpose (and bans a separate address in its ban test).
  */
 function labHostFiles(h: LabHost): HostFile[] {
   const files: HostFile[] = [
@@ -149,6 +159,13 @@ function labHostFiles(h: LabHost): HostFile[] {
       owner: "root",
       group: "root",
       content: hostResolverLabConfig(),
+    },
+    {
+      path: "/etc/fail2ban/jail.d/mailstack-lab.local",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: `# The lab only: its control address is never banned.\n[DEFAULT]\nignoreip = 127.0.0.0/8 ::1 ${SERVICES_IP4} ${SERVICES_IP6}\n`,
     },
   ];
   if (h.config.clamav) {

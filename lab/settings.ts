@@ -17,6 +17,8 @@ export const SERVICES_IP6 = "2001:db8:1::1";
 /** Authoritative DNS (knot). */
 export const NS_IP4 = "198.51.100.2";
 export const NS_IP6 = "2001:db8:1::2";
+/** A second client address, added by tests that must not disturb others (bans). */
+export const LAB_CLIENT_IP4 = "198.51.100.99";
 export const LAB_NET4 = "198.51.100.0/24";
 export const LAB_NET6 = "2001:db8:1::/64";
 export const REVERSE_ZONE4 = "100.51.198.in-addr.arpa";

@@ -1,35 +1,30 @@
-// Mail over real SMTP: into a host from a client, and from one host to the other with the
-// receiving host found in the lab's DNSSEC-signed zones. Postfix runs with the settings
-// provisioning gives it so far (TLS with the ACME certificate, the MX host as its name) and
-// delivers to local mailboxes; the mailbox configuration itself comes with the mail host.
+// Mail over real SMTP between the two hosts, each found through the lab's DNSSEC-signed
+// zones: the hop is encrypted, and the receiver names the sender by its PTR.
 import { randomBytes } from "node:crypto";
 import { labCaPem } from "../../lab/acme";
-import { HOSTS, acmeRoot, eventually, onHost, sendMail } from "./support";
+import { HOSTS, acmeRoot, onHost, sendMail, waitForMessage } from "./support";
 
 const [alpha, beta] = HOSTS;
 const token = () => randomBytes(6).toString("hex");
+const esc = (t: string) => t.replace(/\./g, "\\.");
 
 test("a client delivers to alpha over SMTP with verified STARTTLS", async () => {
   const subject = `lab-in-${token()}`;
   const response = await sendMail({
     host: alpha.ipv4,
     port: 25,
-    from: "someone@beta.example",
-    to: `root@${alpha.config.mailHost}`,
+    from: "someone@lab.example",
+    to: `alice@${alpha.config.domain}`,
     subject,
     text: "hello over SMTP\n",
     ca: await acmeRoot(),
     servername: alpha.config.mailHost,
   });
   expect(response).toMatch(/^250 /);
-  const box = await eventually(
-    alpha,
-    "cat /var/mail/root 2>/dev/null || true",
-    new RegExp(`Subject: ${subject}`),
-  );
+  const raw = await waitForMessage(alpha, `alice@${alpha.config.domain}`, "INBOX", subject);
   // ESMTPS: the session was encrypted; nodemailer refused anything but a verified certificate.
-  expect(box).toMatch(
-    /Received: from client\.lab\.example \(unknown \[198\.51\.100\.1\]\)\s+by mail\.alpha\.example \(Postfix\) with ESMTPS /,
+  expect(raw).toMatch(
+    /Received: from client\.lab\.example \(client\.lab\.example \[198\.51\.100\.1\]\)\s+\(using TLSv1\.3[^)]*\)[^]*?by mail\.alpha\.example \(Postfix\) with ESMTPS /,
   );
 });
 
@@ -38,8 +33,8 @@ test("a client that trusts another CA refuses alpha's certificate", async () => 
     sendMail({
       host: alpha.ipv4,
       port: 25,
-      from: "someone@beta.example",
-      to: `root@${alpha.config.mailHost}`,
+      from: "someone@lab.example",
+      to: `alice@${alpha.config.domain}`,
       subject: "never sent",
       text: "x\n",
       ca: labCaPem(),
@@ -48,24 +43,24 @@ test("a client that trusts another CA refuses alpha's certificate", async () => 
   ).rejects.toThrow(/certificate/);
 });
 
-test("alpha hands a message to beta across a real SMTP hop, over TLS", async () => {
+test("alpha hands a message to beta across a real SMTP hop, over DANE-verified TLS", async () => {
   const subject = `lab-hop-${token()}`;
+  const from = `alice@${alpha.config.domain}`;
+  const to = `bob@${beta.config.domain}`;
   onHost(
     alpha,
-    `printf 'Subject: ${subject}\\n\\nacross the hop\\n' | /usr/sbin/sendmail -f root@${alpha.config.mailHost} root@${beta.config.mailHost}`,
+    `printf 'From: ${from}\\nTo: ${to}\\nSubject: ${subject}\\n\\nacross the hop\\n' | /usr/sbin/sendmail -f ${from} ${to}`,
   );
-  const box = await eventually(
-    beta,
-    "cat /var/mail/root 2>/dev/null || true",
-    new RegExp(`Subject: ${subject}`),
-  );
-  // beta named the sender by its PTR (mail.alpha.example), and the hop was encrypted (ESMTPS).
-  const message = box.split(/\n(?=From )/).find((m) => m.includes(`Subject: ${subject}`));
-  const esc = (t: string) => t.replace(/\./g, "\\.");
-  expect(message).toMatch(
+  const raw = await waitForMessage(beta, to, "INBOX", subject);
+  // beta named the sender by its PTR, and the hop was encrypted (ESMTPS).
+  expect(raw).toMatch(
     new RegExp(
-      `Received: from ${esc(alpha.config.mailHost)} \\(${esc(alpha.config.mailHost)} \\[(${esc(alpha.ipv4)}|IPv6:${alpha.ipv6})\\]\\)\\s+` +
+      `Received: from ${esc(alpha.config.mailHost)} \\(${esc(alpha.config.mailHost)} \\[(${esc(alpha.ipv4)}|IPv6:${alpha.ipv6})\\]\\)[^]*?` +
         `by ${esc(beta.config.mailHost)} \\(Postfix\\) with ESMTPS `,
     ),
+  );
+  // alpha checked beta's certificate against its DNSSEC-signed TLSA record.
+  expect(onHost(alpha, "journalctl -t postfix/smtp --no-pager")).toMatch(
+    new RegExp(`Verified TLS connection established to ${esc(beta.config.mailHost)}\\[`),
   );
 });

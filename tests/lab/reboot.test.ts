@@ -21,12 +21,10 @@ async function deliver(subject: string): Promise<number> {
   const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
   try {
     await s.ehlo();
-    await s.command(`MAIL FROM:<someone@${HOSTS[1].config.domain}>`);
+    await s.command(`MAIL FROM:<someone@lab.example>`);
     await s.command(`RCPT TO:<${alice}>`);
     return (
-      await s.data(
-        message({ from: `someone@${HOSTS[1].config.domain}`, to: alice, subject, body: "kept\n" }),
-      )
+      await s.data(message({ from: "someone@lab.example", to: alice, subject, body: "kept\n" }))
     ).code;
   } finally {
     s.close();
@@ -56,3 +54,26 @@ test("after a reboot every mail service is back and every accepted message is st
   expect(await deliver(again)).toBe(250);
   await waitForMessage(alpha, alice, "INBOX", again);
 }, 1_200_000);
+
+test("Postfix and Dovecot stop with the mail volume and do not start without it", () => {
+  const active = () => onHost(alpha, "systemctl is-active dovecot postfix@- || true").trim();
+  expect(active()).toBe("active\nactive");
+  try {
+    onHost(alpha, "systemctl stop srv-mail.mount");
+    expect(active()).toBe("inactive\ninactive");
+    // The volume gone for good (masked stands in for a detached disk): they refuse to start.
+    onHost(alpha, "systemctl mask --runtime srv-mail.mount");
+    expect(
+      onHost(alpha, "systemctl start dovecot 2>&1 && echo started || echo refused").trim(),
+    ).toMatch(/refused$/);
+    expect(onHost(alpha, "mountpoint -q /srv/mail && echo mounted || echo absent").trim()).toBe(
+      "absent",
+    );
+  } finally {
+    onHost(
+      alpha,
+      "systemctl unmask --runtime srv-mail.mount; systemctl start srv-mail.mount dovecot postfix",
+    );
+  }
+  expect(active()).toBe("active\nactive");
+});
