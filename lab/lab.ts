@@ -199,7 +199,7 @@ export function passwords(h: LabHost): Record<string, string> {
 
 /** The mail services whose memory the budget covers. */
 const MAIL_UNITS = [
-  "postfix@-",
+  "postfix",
   "dovecot",
   "rspamd",
   "redis-server",
@@ -232,7 +232,7 @@ done`;
       .split("\n")
       .map((l) => l.split(" "))
       .filter(([, kb]) => Number(kb) > 0)
-      .map(([u, kb]) => [u.replace(/@-$/, ""), Math.round(Number(kb) / 1024)]),
+      .map(([u, kb]) => [u, Math.round(Number(kb) / 1024)]),
   );
 }
 

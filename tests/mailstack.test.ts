@@ -202,6 +202,13 @@ describe("userData", () => {
       "198.51.100.50/32",
       "alice@laptop",
       "alice@example.eu",
+      "team@example.eu",
+      // The daemons' configuration travels by provisioning: a user, quota or alias change
+      // re-runs provisioning and never replaces the server.
+      "smtpd_",
+      "passwd_file_path",
+      "ARGON2ID",
+      "dkim_signing",
     ]) {
       expect([dayTwo, userData.includes(dayTwo)]).toEqual([dayTwo, false]);
     }
