@@ -3,7 +3,14 @@
 // with one line per problem naming the key, the rule and the value seen.
 import * as pulumi from "@pulumi/pulumi";
 import { HETZNER_RAM_GB } from "./cost";
-import { isCidr, isDnsLabel, isDomainName, isEmail, sshPublicKeyProblem } from "./validate";
+import {
+  cidrProblem,
+  emailProblem,
+  isDnsLabel,
+  isDomainName,
+  isEmail,
+  sshPublicKeyProblem,
+} from "./validate";
 
 export const EU_LOCATIONS = ["fsn1", "nbg1", "hel1"] as const;
 export type Location = (typeof EU_LOCATIONS)[number];
@@ -126,6 +133,16 @@ export interface MailStackSecrets {
 
 /** Stands in for a secret's value in parseConfig, which checks only that it is set. */
 const SECRET_SET = Symbol("secret set");
+/** Stands in for a secret whose value is not one line (see ONE_LINE). */
+const SECRET_NOT_ONE_LINE = Symbol("secret not one line");
+
+/**
+ * A line break or NUL in a value. Every value may end up in a file on the host (an SSH key
+ * in authorized_keys, an address in a Postfix map, the relay login in sasl_passwd, ...),
+ * where it would add a line that no check here has seen, or cut one short.
+ */
+const LINE_BREAK = /[\r\n\0]/;
+const ONE_LINE = "must be one line (no line breaks or NUL characters)";
 
 /** Addresses every mail domain must accept (RFC 5321 4.5.1, RFC 2142). */
 const ROLE_MAILBOXES = ["postmaster", "abuse"];
@@ -143,13 +160,18 @@ export class ConfigError extends Error {
 /** Reads the `mailstack:` namespace of the current stack and validates it. */
 export function readConfig(): MailStackConfig {
   const config = new pulumi.Config("mailstack");
-  const set = Object.keys(pulumi.runtime.allConfig())
+  const all = pulumi.runtime.allConfig();
+  const set = Object.keys(all)
     .filter((k) => k.startsWith("mailstack:"))
     .map((k) => k.slice("mailstack:".length));
   const raw: Record<string, unknown> = {};
   for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
-    // A secret is only checked for presence here; its value is read by readSecrets.
-    raw[key] = kind === "secret" ? (set.includes(key) ? SECRET_SET : undefined) : config.get(key);
+    // A secret is only checked for presence and for being one line here; its value is read
+    // by readSecrets and never reaches parseConfig.
+    if (kind !== "secret") raw[key] = config.get(key);
+    else if (set.includes(key)) {
+      raw[key] = LINE_BREAK.test(all[`mailstack:${key}`]) ? SECRET_NOT_ONE_LINE : SECRET_SET;
+    }
   }
   return parseConfig(
     raw,
@@ -178,8 +200,17 @@ export function parseConfig(
   unknownKeys: string[] = [],
 ): MailStackConfig {
   const problems: string[] = [];
-  const fail = (key: string, rule: string, value: unknown) =>
-    problems.push(`mailstack:${key}: ${rule}; got ${show(value)}`);
+  // Paths refused for a line break: nothing else is reported about them, or under them.
+  const notOneLine: string[] = [];
+  let failures = 0; // reported or not
+  const fail = (key: string, rule: string, value: unknown) => {
+    failures++;
+    if (notOneLine.some((p) => key === p || key.startsWith(`${p}.`) || key.startsWith(`${p}[`))) {
+      return;
+    }
+    // A key path may hold what it names (an alias address): the problem stays one line.
+    problems.push(escapeLineBreaks(`mailstack:${key}: ${rule}; got ${show(value)}`));
+  };
 
   for (const key of unknownKeys) {
     fail(key, `is not a known setting (known: ${Object.keys(CONFIG_KEYS).join(", ")})`, key);
@@ -190,6 +221,22 @@ export function parseConfig(
     broken.add(key);
     fail(key, rule, value);
   });
+  // One check for every string the config holds, at any depth, object keys included.
+  for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
+    const v = values[key];
+    if (kind === "secret") {
+      if (v === SECRET_NOT_ONE_LINE || (typeof v === "string" && LINE_BREAK.test(v))) {
+        fail(key, ONE_LINE, SECRET_SET);
+        notOneLine.push(key);
+      }
+      continue;
+    }
+    for (const [path, text] of strings(v, key)) {
+      if (!LINE_BREAK.test(text)) continue;
+      fail(path, ONE_LINE, text);
+      notOneLine.push(path);
+    }
+  }
   // A key whose value could not be read at all was reported once; nothing else about it is.
   const missing = (key: string) => values[key] === undefined && !broken.has(key);
   const str = (key: string): string | undefined => {
@@ -287,14 +334,16 @@ export function parseConfig(
   const monitoringAllowedIps = cidrList(values, "monitoringAllowedIps", [], fail);
 
   // --- mailboxes -----------------------------------------------------------------------
-  const before = problems.length;
+  const before = failures;
   const { users, aliases } = mailboxes(values, domain, missing("users"), fail);
-  const mailboxesOk = problems.length === before && users.length > 0;
+  const mailboxesOk = failures === before && users.length > 0;
 
   // --- policy ------------------------------------------------------------------------
+  // Report and ACME addresses may hold + (see emailProblem).
   const email = (key: string, def: string): string => {
     const v = (str(key) ?? def).toLowerCase();
-    if (v && !isEmail(v)) fail(key, "must be an email address (local@domain)", v);
+    const why = v ? emailProblem(v) : undefined;
+    if (why) fail(key, why, v);
     return v;
   };
   const dmarcPolicy = oneOf("dmarcPolicy", DMARC_POLICIES, "reject");
@@ -302,11 +351,13 @@ export function parseConfig(
   const mtaStsMode = oneOf("mtaStsMode", MTA_STS_MODES, "enforce");
   const tlsRptEmail = email("tlsRptEmail", domain ? `postmaster@${domain}` : "");
   const acmeEmail = required("acmeEmail").toLowerCase();
-  if (acmeEmail && !isEmail(acmeEmail))
-    fail("acmeEmail", "must be an email address (local@domain)", acmeEmail);
+  const acmeEmailProblem = acmeEmail ? emailProblem(acmeEmail) : undefined;
+  if (acmeEmailProblem) fail("acmeEmail", acmeEmailProblem, acmeEmail);
   for (const key of ["dmarcReportEmail", "tlsRptEmail"]) {
     const v = key === "dmarcReportEmail" ? dmarcReportEmail : tlsRptEmail;
-    if (mailboxesOk && isEmail(v) && inDomain(v) && !isDeliverable(v, users, aliases)) {
+    // Postfix delivers a+b@ to a@ (recipient_delimiter), so a+b@ is received when a@ is.
+    const delivered = v.replace(/\+[^@]*@/, "@");
+    if (mailboxesOk && isEmail(v) && inDomain(v) && !isDeliverable(delivered, users, aliases)) {
       fail(key, `is inside ${domain} but no mailbox or alias receives it`, v);
     }
   }
@@ -431,6 +482,27 @@ export function parseConfig(
 
 type Fail = (key: string, rule: string, value: unknown) => void;
 
+/** Writes line breaks and NUL as JSON escapes, as `show` does for values. */
+function escapeLineBreaks(text: string): string {
+  return text.replace(/[\r\n\0]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
+/**
+ * Every string in a config value, with the path that names it in a problem line: list
+ * elements as `key[0]`, object keys and their values as `key.name`, at any depth.
+ */
+function* strings(value: unknown, path: string): Generator<[string, string]> {
+  if (typeof value === "string") yield [path, value];
+  else if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) yield* strings(v, `${path}[${i}]`);
+  } else if (typeof value === "object" && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      yield [`${path}.${k}`, k];
+      yield* strings(v, `${path}.${k}`);
+    }
+  }
+}
+
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
   if (value === SECRET_SET) return "a secret (not shown)";
@@ -502,8 +574,8 @@ function cidrList(
 ): string[] {
   const list = stringList(values, key, def, fail).map((s) => s.trim());
   list.forEach((cidr, i) => {
-    if (!isCidr(cidr))
-      fail(`${key}[${i}]`, "must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48", cidr);
+    const why = cidrProblem(cidr);
+    if (why) fail(`${key}[${i}]`, why, cidr);
   });
   return list;
 }
@@ -553,12 +625,14 @@ function mailboxes(
     if (prev) fail(where, `duplicates ${prev}`, address);
     else owner.set(address, where);
   };
+  // Every address here is one the host receives: + is refused (see emailProblem).
   const checkAddress = (address: unknown, where: string): string | undefined => {
-    if (typeof address !== "string" || !isEmail(address.trim())) {
-      fail(where, "must be an email address (local@domain)", address);
+    const a = typeof address === "string" ? address.trim().toLowerCase() : "";
+    const why = emailProblem(a, { mailbox: true });
+    if (why) {
+      fail(where, why, address);
       return undefined;
     }
-    const a = address.trim().toLowerCase();
     if (domain && !a.endsWith(`@${domain}`)) {
       fail(where, `must be an address @${domain}`, address);
       return undefined;

@@ -19,28 +19,101 @@ export function isDomainName(value: string): boolean {
   return !/^[0-9]+$/.test(labels[labels.length - 1]);
 }
 
-/** `local@domain` with a dot-atom local part (RFC 5322 without quoted strings). */
-export function isEmail(value: string): boolean {
+/**
+ * What is wrong with a mail address, or undefined when it is good. The domain must be a DNS
+ * name; the local part (compared in lower case) may hold only `a-z 0-9 . _ + -`, with dots
+ * only between other characters. That is what the big providers allow, and it keeps out what
+ * RFC 5322 would let through but the host cannot carry: Postfix expands `$` in map results,
+ * `/` would split a Maildir path, `:` splits Dovecot's passwd-file, `;` and `,` end a
+ * `mailto:` in the DMARC and TLS-RPT records, and quotes, `|`, `{}` and backticks have no
+ * business near a shell.
+ *
+ * `mailbox` is for an address the host itself receives (a user, a user's alias, a group
+ * alias): there `+` is refused too. It is Postfix's `recipient_delimiter` (and Dovecot's
+ * default one), so `a+b@` is read as `a@` with the extension `b`: a mailbox named `a+b`
+ * would never receive mail (Dovecot's LMTP looks up `a`), and an alias so named would
+ * shadow an extension of `a`. Report and ACME addresses may hold `+`: outside the domain
+ * another provider's delimiter is no concern of ours, and inside it the mail reaches the
+ * mailbox or alias before the `+` (config.ts checks that that one exists).
+ */
+export function emailProblem(value: string, opts: { mailbox?: boolean } = {}): string | undefined {
   const at = value.lastIndexOf("@");
-  if (at < 1) return false;
-  const local = value.slice(0, at);
-  const domain = value.slice(at + 1);
-  return (
-    local.length <= 64 &&
-    /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/.test(local) &&
-    isDomainName(domain.toLowerCase())
-  );
+  const local = value.slice(0, at).toLowerCase();
+  const domain = value.slice(at + 1).toLowerCase();
+  if (at < 1 || local.length > 64 || /\s/.test(local) || !isDomainName(domain)) {
+    return "must be an email address (local@domain)";
+  }
+  if (!/^[a-z0-9._+-]+$/.test(local)) {
+    return "the part before @ may hold only a-z, 0-9 and . _ + - (Postfix expands $, and / would split a Maildir path)";
+  }
+  if (local.startsWith(".") || local.endsWith(".") || local.includes("..")) {
+    return "the part before @ must not start or end with a dot, nor hold two dots in a row";
+  }
+  if (opts.mailbox && local.includes("+")) {
+    return "the part before @ must not hold + in a mailbox or alias: + is the recipient delimiter (alice+news@ is read as alice@ with the extension news)";
+  }
+  return undefined;
 }
 
-/** An IPv4 or IPv6 network in CIDR notation, e.g. `203.0.113.0/24` or `2001:db8::/32`. */
-export function isCidr(value: string): boolean {
-  if (!value.includes("/")) return false;
-  try {
-    ipaddr.parseCIDR(value);
-    return true;
-  } catch {
-    return false;
+/** A mail address that `emailProblem` accepts, `+` allowed. */
+export function isEmail(value: string): boolean {
+  return emailProblem(value) === undefined;
+}
+
+const CIDR_RULE = "must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48";
+
+/**
+ * What is wrong with a CIDR, or undefined when it is good. Only the canonical text passes:
+ * the network address with no host bits set (`198.51.100.7/24` would silently open the whole
+ * /24), an IPv4 address as four decimal numbers (ipaddr.js also reads `198.51.100` as
+ * 198.51.0.100, and hex and octal, which nftables does not), an IPv6 address in RFC 5952 form
+ * (lower case, `::` for the longest run of zeros, no zone) and a prefix length without leading
+ * zeros. One spelling per network also keeps checks that compare text honest, such as the
+ * policy pack's "open to the world". A bare address is refused, as it always was, rather
+ * than read as one host; the message offers its /32 or /128.
+ */
+export function cidrProblem(value: string): string | undefined {
+  if (!value.includes("/")) {
+    const bits = ipaddr.IPv4.isValidFourPartDecimal(value)
+      ? 32
+      : ipaddr.IPv6.isValid(value)
+        ? 128
+        : undefined;
+    if (bits === undefined) return CIDR_RULE;
+    const host = canonicalCidr(`${value}/${bits}`);
+    return `must be a CIDR with a prefix length: a bare address is not taken as /32 or /128 (did you mean ${host}?)`;
   }
+  let address: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    [address] = ipaddr.parseCIDR(value);
+  } catch {
+    return CIDR_RULE;
+  }
+  const written = value.slice(0, value.lastIndexOf("/"));
+  if (address.kind() === "ipv4" && !ipaddr.IPv4.isValidFourPartDecimal(written)) {
+    return `${CIDR_RULE}, with all four numbers of the IPv4 address in decimal`;
+  }
+  const canonical = canonicalCidr(value);
+  if (value === canonical) return undefined;
+  const network = ipaddr.parseCIDR(canonical)[0];
+  return network.toByteArray().join() !== address.toByteArray().join()
+    ? `must be a network address with no host bits set (did you mean ${canonical}?)`
+    : `must be written in canonical form (did you mean ${canonical}?)`;
+}
+
+/** The canonical text of a CIDR that ipaddr.js parses: its network address and prefix. */
+function canonicalCidr(value: string): string {
+  const [address, prefix] = ipaddr.parseCIDR(value);
+  const network =
+    address.kind() === "ipv4"
+      ? ipaddr.IPv4.networkAddressFromCIDR(value)
+      : ipaddr.IPv6.networkAddressFromCIDR(value);
+  return `${network.toString()}/${prefix}`;
+}
+
+/** A canonical IPv4 or IPv6 network in CIDR notation, e.g. `203.0.113.0/24` or `2001:db8::/32`. */
+export function isCidr(value: string): boolean {
+  return cidrProblem(value) === undefined;
 }
 
 /** Whether a CIDR is IPv6. Call only with a value that passed `isCidr`. */

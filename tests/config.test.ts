@@ -2,7 +2,13 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { CONFIG_KEYS, ConfigError, parseConfig, readSecrets } from "../components/config";
+import {
+  CONFIG_KEYS,
+  ConfigError,
+  parseConfig,
+  readConfig,
+  readSecrets,
+} from "../components/config";
 import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, STAGING_RAW } from "./support/config";
 
 /** The problems parseConfig reports for a config, or [] when it passes. */
@@ -148,7 +154,7 @@ describe("each rule names the key, the rule and the value", () => {
     [
       "CIDR that is not one",
       withKey("sshAllowedIps", JSON.stringify(["198.51.100.7"])),
-      'mailstack:sshAllowedIps[0]: must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48; got "198.51.100.7"',
+      'mailstack:sshAllowedIps[0]: must be a CIDR with a prefix length: a bare address is not taken as /32 or /128 (did you mean 198.51.100.7/32?); got "198.51.100.7"',
     ],
     [
       "CIDR with a bad prefix",
@@ -487,6 +493,295 @@ describe("rules with their exact line, each beside a config that passes", () => 
     expect(problems(withKey("users", JSON.stringify([{ address: "alice@example.eu" }])))).toEqual(
       [],
     );
+  });
+});
+
+describe("input that smuggles lines or widens rules: the exact line, beside a config that passes", () => {
+  const ONE_LINE = "must be one line (no line breaks or NUL characters)";
+  const users = (list: unknown[]) => withKey("users", JSON.stringify(list));
+  const RELAY = {
+    relayHost: "[smtp.relay.example]:587",
+    relayUser: "mailer",
+    relayPassword: "relay-password-for-tests",
+  };
+
+  test("an SSH key with an embedded newline would add a second, unchecked authorized_keys line", () => {
+    const smuggled = `${ADMIN_KEY}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA mallory`;
+    expect(problems(withKey("sshPublicKeys", JSON.stringify([ADMIN_KEY, smuggled])))).toEqual([
+      `mailstack:sshPublicKeys[1]: ${ONE_LINE}; got ${JSON.stringify(smuggled).slice(0, 117)}...`,
+    ]);
+    expect(problems(withKey("sshPublicKeys", JSON.stringify([ADMIN_KEY, ADMIN_KEY])))).toEqual([]);
+  });
+
+  test.each(["\n", "\r", "\0"])("a key ending in %j is refused too", (end) => {
+    expect(problems(withKey("sshPublicKeys", JSON.stringify([`${ADMIN_KEY}${end}`])))).toEqual([
+      `mailstack:sshPublicKeys[0]: ${ONE_LINE}; got ${JSON.stringify(`${ADMIN_KEY}${end}`)}`,
+    ]);
+    // Spaces around a value are trimmed, as before.
+    expect(problems(withKey("sshPublicKeys", JSON.stringify([`  ${ADMIN_KEY}  `])))).toEqual([]);
+  });
+
+  test("the check reads structured values after parsing: pretty-printed JSON is fine", () => {
+    expect(problems(users([{ address: "alice@example.eu" }]))).toEqual([]);
+    expect(
+      problems(withKey("users", JSON.stringify([{ address: "alice@example.eu" }], null, 2))),
+    ).toEqual([]);
+  });
+
+  // One generic check covers every string: plain keys, list elements, object keys and values.
+  test.each<[string, Record<string, unknown>, string, Record<string, unknown>]>([
+    [
+      "hostname",
+      withKey("hostname", "mail\nx"),
+      `mailstack:hostname: ${ONE_LINE}; got "mail\\nx"`,
+      withKey("hostname", "mail"),
+    ],
+    [
+      "domain",
+      withKey("domain", "example.eu\r"),
+      `mailstack:domain: ${ONE_LINE}; got "example.eu\\r"`,
+      withKey("domain", "example.eu"),
+    ],
+    [
+      "acmeEmail",
+      withKey("acmeEmail", "hostmaster@example.eu\0"),
+      `mailstack:acmeEmail: ${ONE_LINE}; got "hostmaster@example.eu\\u0000"`,
+      withKey("acmeEmail", "hostmaster@example.eu"),
+    ],
+    [
+      "dmarcReportEmail",
+      withKey("dmarcReportEmail", "postmaster@example.eu\nrua=mailto:x@evil.example"),
+      `mailstack:dmarcReportEmail: ${ONE_LINE}; got "postmaster@example.eu\\nrua=mailto:x@evil.example"`,
+      withKey("dmarcReportEmail", "postmaster@example.eu"),
+    ],
+    [
+      "relayHost",
+      { ...MINIMAL_RAW, ...RELAY, relayHost: "[smtp.relay.example]:587\nx" },
+      `mailstack:relayHost: ${ONE_LINE}; got "[smtp.relay.example]:587\\nx"`,
+      { ...MINIMAL_RAW, ...RELAY },
+    ],
+    [
+      "relayUser",
+      { ...MINIMAL_RAW, ...RELAY, relayUser: "mailer\nx" },
+      `mailstack:relayUser: ${ONE_LINE}; got "mailer\\nx"`,
+      { ...MINIMAL_RAW, ...RELAY },
+    ],
+    [
+      "relayPassword, without showing the secret",
+      { ...MINIMAL_RAW, ...RELAY, relayPassword: "pw\n[other.example] a:b" },
+      `mailstack:relayPassword: ${ONE_LINE}; got a secret (not shown)`,
+      { ...MINIMAL_RAW, ...RELAY },
+    ],
+    [
+      "sshAllowedIps element",
+      withKey("sshAllowedIps", JSON.stringify(["198.51.100.7/32\n0.0.0.0/0"])),
+      `mailstack:sshAllowedIps[0]: ${ONE_LINE}; got "198.51.100.7/32\\n0.0.0.0/0"`,
+      withKey("sshAllowedIps", JSON.stringify(["198.51.100.7/32"])),
+    ],
+    [
+      "monitoringAllowedIps element",
+      withKey("monitoringAllowedIps", JSON.stringify(["198.51.100.50/32", "\n"])),
+      `mailstack:monitoringAllowedIps[1]: ${ONE_LINE}; got "\\n"`,
+      withKey("monitoringAllowedIps", JSON.stringify(["198.51.100.50/32"])),
+    ],
+    [
+      "users[].address",
+      users([{ address: "alice@example.eu\nbob@example.eu" }]),
+      `mailstack:users[0].address: ${ONE_LINE}; got "alice@example.eu\\nbob@example.eu"`,
+      users([{ address: "alice@example.eu" }]),
+    ],
+    [
+      "users[].aliases element",
+      users([{ address: "alice@example.eu", aliases: ["a.smith@example.eu\r\n"] }]),
+      `mailstack:users[0].aliases[0]: ${ONE_LINE}; got "a.smith@example.eu\\r\\n"`,
+      users([{ address: "alice@example.eu", aliases: ["a.smith@example.eu"] }]),
+    ],
+    [
+      "an aliases key, named safely in the line",
+      withKey("aliases", JSON.stringify({ "team@example.eu\nx": ["alice@example.eu"] })),
+      `mailstack:aliases.team@example.eu\\nx: ${ONE_LINE}; got "team@example.eu\\nx"`,
+      withKey("aliases", JSON.stringify({ "team@example.eu": ["alice@example.eu"] })),
+    ],
+    [
+      "an aliases target",
+      withKey("aliases", JSON.stringify({ "team@example.eu": ["alice@example.eu\n"] })),
+      `mailstack:aliases.team@example.eu[0]: ${ONE_LINE}; got "alice@example.eu\\n"`,
+      withKey("aliases", JSON.stringify({ "team@example.eu": ["alice@example.eu"] })),
+    ],
+  ])("%s", (_, raw, message, control) => {
+    expect(problems(raw)).toEqual([message]);
+    expect(problems(control)).toEqual([]);
+  });
+
+  describe("readConfig checks secrets too, and never hands their value on", () => {
+    const stack = (relayPassword: string) =>
+      pulumi.runtime.setAllConfig(
+        Object.fromEntries(
+          Object.entries({ ...MINIMAL_RAW, ...RELAY, relayPassword }).map(([k, v]) => [
+            `mailstack:${k}`,
+            String(v),
+          ]),
+        ),
+        ["mailstack:acmeDnsToken", "mailstack:relayPassword"],
+      );
+    afterEach(() => pulumi.runtime.setAllConfig({}, []));
+
+    test("a relay password with a line break", () => {
+      stack("pw\n[other.example]:25 a:b");
+      let error: unknown;
+      try {
+        readConfig();
+      } catch (e) {
+        error = e;
+      }
+      expect((error as ConfigError).problems).toEqual([
+        `mailstack:relayPassword: ${ONE_LINE}; got a secret (not shown)`,
+      ]);
+      stack("pw");
+      expect(readConfig().relayUser).toBe("mailer");
+    });
+  });
+
+  test("an IPv4 address of fewer than four numbers (198.51.100 is 198.51.0.100 to ipaddr.js)", () => {
+    expect(problems(withKey("sshAllowedIps", JSON.stringify(["198.51.100/24"])))).toEqual([
+      'mailstack:sshAllowedIps[0]: must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48, with all four numbers of the IPv4 address in decimal; got "198.51.100/24"',
+    ]);
+    expect(problems(withKey("sshAllowedIps", JSON.stringify(["198.51.100.0/24"])))).toEqual([]);
+  });
+
+  test("an IPv4 address in octal or hex", () => {
+    expect(problems(withKey("monitoringAllowedIps", JSON.stringify(["010.0.0.0/8"])))).toEqual([
+      'mailstack:monitoringAllowedIps[0]: must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48, with all four numbers of the IPv4 address in decimal; got "010.0.0.0/8"',
+    ]);
+    expect(problems(withKey("monitoringAllowedIps", JSON.stringify(["0x0a.0.0.0/8"])))).toEqual([
+      'mailstack:monitoringAllowedIps[0]: must be a CIDR such as 203.0.113.7/32 or 2001:db8::/48, with all four numbers of the IPv4 address in decimal; got "0x0a.0.0.0/8"',
+    ]);
+    expect(problems(withKey("monitoringAllowedIps", JSON.stringify(["10.0.0.0/8"])))).toEqual([]);
+  });
+
+  test("an IPv4 network with host bits set would silently open the whole network", () => {
+    expect(problems(withKey("sshAllowedIps", JSON.stringify(["198.51.100.7/24"])))).toEqual([
+      'mailstack:sshAllowedIps[0]: must be a network address with no host bits set (did you mean 198.51.100.0/24?); got "198.51.100.7/24"',
+    ]);
+    expect(problems(withKey("sshAllowedIps", JSON.stringify(["198.51.100.7/32"])))).toEqual([]);
+    expect(problems(withKey("sshAllowedIps", JSON.stringify(["198.51.100.0/24"])))).toEqual([]);
+  });
+
+  test("an IPv6 network with host bits set", () => {
+    expect(problems(withKey("monitoringAllowedIps", JSON.stringify(["2001:db8::1/32"])))).toEqual([
+      'mailstack:monitoringAllowedIps[0]: must be a network address with no host bits set (did you mean 2001:db8::/32?); got "2001:db8::1/32"',
+    ]);
+    expect(problems(withKey("monitoringAllowedIps", JSON.stringify(["2001:db8::/32"])))).toEqual(
+      [],
+    );
+  });
+
+  test("a network not written in its one canonical form", () => {
+    expect(
+      problems(
+        withKey("sshAllowedIps", JSON.stringify(["2001:DB8:0::/32", "0::/0", "10.0.0.0/08"])),
+      ),
+    ).toEqual([
+      'mailstack:sshAllowedIps[0]: must be written in canonical form (did you mean 2001:db8::/32?); got "2001:DB8:0::/32"',
+      'mailstack:sshAllowedIps[1]: must be written in canonical form (did you mean ::/0?); got "0::/0"',
+      'mailstack:sshAllowedIps[2]: must be written in canonical form (did you mean 10.0.0.0/8?); got "10.0.0.0/08"',
+    ]);
+    const c = parseConfig(
+      withKey("sshAllowedIps", JSON.stringify(["2001:db8::/32", "::/0", "10.0.0.0/8"])),
+    );
+    expect(c.sshAllowedIps).toEqual(["2001:db8::/32", "::/0", "10.0.0.0/8"]);
+  });
+
+  test("a bare address is refused, not read as one host", () => {
+    expect(problems(withKey("sshAllowedIps", JSON.stringify(["2001:DB8::7"])))).toEqual([
+      'mailstack:sshAllowedIps[0]: must be a CIDR with a prefix length: a bare address is not taken as /32 or /128 (did you mean 2001:db8::7/128?); got "2001:DB8::7"',
+    ]);
+    const c = parseConfig(
+      withKey("sshAllowedIps", JSON.stringify(["198.51.100.7/32", "2001:db8::7/128"])),
+    );
+    expect(c.sshAllowedIps).toEqual(["198.51.100.7/32", "2001:db8::7/128"]);
+  });
+
+  const LOCAL_CHARS =
+    "the part before @ may hold only a-z, 0-9 and . _ + - (Postfix expands $, and / would split a Maildir path)";
+  const DOTS = "the part before @ must not start or end with a dot, nor hold two dots in a row";
+  const PLUS =
+    "the part before @ must not hold + in a mailbox or alias: + is the recipient delimiter (alice+news@ is read as alice@ with the extension news)";
+
+  test.each(["a$b", "a`b", "a'b", "a|b", "a/b", "a{b}", "a=b", "a%b", "a!b", "a#b", "a*b"])(
+    "a user whose local part holds a character outside a-z 0-9 . _ + -: %s",
+    (local) => {
+      expect(problems(users([{ address: `${local}@example.eu` }]))).toEqual([
+        `mailstack:users[0].address: ${LOCAL_CHARS}; got ${JSON.stringify(`${local}@example.eu`)}`,
+      ]);
+      expect(problems(users([{ address: "a.b_c-9@example.eu" }]))).toEqual([]);
+    },
+  );
+
+  test("the local part is checked after lower-casing", () => {
+    expect(parseConfig(users([{ address: "Alice.Smith@Example.EU" }])).users[0].address).toBe(
+      "alice.smith@example.eu",
+    );
+  });
+
+  test.each([".alice", "alice.", "a..smith"])("a local part with a misplaced dot: %s", (local) => {
+    expect(
+      problems(users([{ address: "alice@example.eu", aliases: [`${local}@example.eu`] }])),
+    ).toEqual([`mailstack:users[0].aliases[0]: ${DOTS}; got "${local}@example.eu"`]);
+    expect(
+      problems(users([{ address: "alice@example.eu", aliases: ["a.smith@example.eu"] }])),
+    ).toEqual([]);
+  });
+
+  test("a user address with + could never receive mail: + is the recipient delimiter", () => {
+    expect(problems(users([{ address: "alice+news@example.eu" }]))).toEqual([
+      `mailstack:users[0].address: ${PLUS}; got "alice+news@example.eu"`,
+    ]);
+    expect(problems(users([{ address: "alice-news@example.eu" }]))).toEqual([]);
+  });
+
+  test("aliases, as keys and as targets, hold no + and only the allowed characters", () => {
+    expect(
+      problems(withKey("aliases", JSON.stringify({ "team+x@example.eu": ["alice@example.eu"] }))),
+    ).toEqual([`mailstack:aliases.team+x@example.eu: ${PLUS}; got "team+x@example.eu"`]);
+    expect(
+      problems(withKey("aliases", JSON.stringify({ "team@example.eu": ["al{ice}@example.eu"] }))),
+    ).toEqual([`mailstack:aliases.team@example.eu[0]: ${LOCAL_CHARS}; got "al{ice}@example.eu"`]);
+    expect(
+      problems(withKey("aliases", JSON.stringify({ "team_x@example.eu": ["alice@example.eu"] }))),
+    ).toEqual([]);
+  });
+
+  test("report and ACME addresses outside the domain may hold +, but nothing else unusual", () => {
+    expect(problems(withKey("tlsRptEmail", "tls$rpt@reports.example"))).toEqual([
+      `mailstack:tlsRptEmail: ${LOCAL_CHARS}; got "tls$rpt@reports.example"`,
+    ]);
+    expect(problems(withKey("acmeEmail", "host|master@example.net"))).toEqual([
+      `mailstack:acmeEmail: ${LOCAL_CHARS}; got "host|master@example.net"`,
+    ]);
+    expect(problems(withKey("dmarcReportEmail", "dmarc..rua@reports.example"))).toEqual([
+      `mailstack:dmarcReportEmail: ${DOTS}; got "dmarc..rua@reports.example"`,
+    ]);
+    const c = parseConfig({
+      ...MINIMAL_RAW,
+      dmarcReportEmail: "dmarc+rua@reports.example",
+      tlsRptEmail: "tls+rpt@reports.example",
+      acmeEmail: "hostmaster+le@example.net",
+    });
+    expect([c.dmarcReportEmail, c.tlsRptEmail, c.acmeEmail]).toEqual([
+      "dmarc+rua@reports.example",
+      "tls+rpt@reports.example",
+      "hostmaster+le@example.net",
+    ]);
+  });
+
+  test("a report address inside the domain with + must reach a mailbox before the +", () => {
+    expect(problems(withKey("dmarcReportEmail", "carol+dmarc@example.eu"))).toEqual([
+      'mailstack:dmarcReportEmail: is inside example.eu but no mailbox or alias receives it; got "carol+dmarc@example.eu"',
+    ]);
+    expect(
+      parseConfig(withKey("dmarcReportEmail", "alice+dmarc@example.eu")).dmarcReportEmail,
+    ).toBe("alice+dmarc@example.eu");
   });
 });
 
