@@ -36,12 +36,17 @@ export interface HostSpec {
 }
 
 /**
- * The host firewall until the first provisioning run installs the configured one: mail
- * ports and SSH open. The provider firewall, attached before first boot, already limits SSH
- * to `sshAllowedIps`; keeping day-2 settings out of userData keeps the server from being
+ * The host firewall until the first provisioning run installs the configured one: SSH and
+ * ICMP only. The mail packages are installed at first boot with Debian's defaults; nothing
+ * may reach them before provisioning has configured them, so the mail ports stay closed
+ * until then. The provider firewall, attached before first boot, already limits SSH to
+ * `sshAllowedIps`; keeping day-2 settings out of userData keeps the server from being
  * replaced when they change.
  */
-const FIRST_BOOT_RULES = inboundRules({ sshAllowedIps: ANYWHERE, monitoringAllowedIps: [] });
+export const FIRST_BOOT_RULES = inboundRules({
+  sshAllowedIps: ANYWHERE,
+  monitoringAllowedIps: [],
+}).filter((r) => r.port === 22 || r.protocol === "icmp");
 
 const FILES = join(__dirname, "files");
 const file = (name: string) => readFileSync(join(FILES, name), "utf8");

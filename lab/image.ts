@@ -1,6 +1,8 @@
-// The lab's Debian image: debootstrap from Debian's packages, with the mail packages baked
-// in so a VM boots and runs cloud-init with no network. Cached under CACHE_DIR, keyed by the
-// Debian release and the package list.
+// The lab's Debian image: debootstrap from Debian's packages. By default it is a stock cloud
+// image, as Hetzner's is (cloud-init, OpenSSH, kernel, networking, no mail packages), and
+// beside it a lab mirror holds exactly the packages the host installs at first boot, signed
+// with a lab key. The fast mode (MAILSTACK_LAB_BAKED=1) bakes the mail packages in instead.
+// Both are cached under CACHE_DIR, keyed by the Debian release and the package lists.
 import { createHash } from "node:crypto";
 import {
   existsSync,
@@ -39,7 +41,7 @@ const IMAGE_PACKAGES = [
 ];
 
 /** Bump when the recipe below changes in a way the package list does not show. */
-const RECIPE_VERSION = 2;
+const RECIPE_VERSION = 4;
 
 export interface BaseImage {
   dir: string;
@@ -47,7 +49,19 @@ export interface BaseImage {
   kernel: string;
   initrd: string;
   release: string;
+  /** Mail packages baked in (fast mode); otherwise the host installs them from `mirror`. */
+  baked: boolean;
+  /** The lab mirror: a signed Debian repository with the host's packages and dependencies. */
+  mirror: string;
+  /** Its signing key, ASCII-armoured, as the VMs trust it. */
+  mirrorKey: string;
 }
+
+/** Where the stock image keeps the lab mirror's key (relative to its root). */
+export const MIRROR_KEYRING = "etc/apt/keyrings/mailstack-lab.asc";
+
+/** Fast mode: boot an image with the mail packages baked in (not the path Hetzner takes). */
+export const bakedMode = () => process.env.MAILSTACK_LAB_BAKED === "1";
 
 export function releaseOf(image: string): string {
   const release = { "debian-13": "trixie", "debian-12": "bookworm" }[image];
@@ -55,8 +69,8 @@ export function releaseOf(image: string): string {
   return release;
 }
 
-export function imagePackages(): string[] {
-  return [...new Set([...IMAGE_PACKAGES, ...hostPackages({ clamav: true })])].sort();
+export function imagePackages(baked: boolean): string[] {
+  return [...new Set([...IMAGE_PACKAGES, ...(baked ? hostPackages({ clamav: true }) : [])])].sort();
 }
 
 /** The Debian mirror this machine's apt uses (deb822 sources first, then sources.list). */
@@ -72,31 +86,39 @@ function mirror(): string {
   return list.match(/^deb\s+(\S+\/debian)\/?\s/m)?.[1] ?? "http://deb.debian.org/debian";
 }
 
-export function imageKey(release: string): string {
-  const packages = imagePackages();
+export function imageKey(release: string, baked: boolean): string {
+  const packages = imagePackages(baked);
+  const mirrored = baked ? [] : hostPackages({ clamav: true });
   const digest = createHash("sha256")
-    .update(JSON.stringify({ release, packages, RECIPE_VERSION, resolver: SERVICES_IP4 }))
+    .update(JSON.stringify({ release, packages, mirrored, RECIPE_VERSION, resolver: SERVICES_IP4 }))
     .digest("hex")
     .slice(0, 16);
-  return `${release}-${digest}`;
+  return `${release}-${baked ? "baked" : "stock"}-${digest}`;
 }
 
 /** Returns the cached image for the release, building it first when there is none. */
-export async function baseImage(release: string): Promise<BaseImage> {
-  const dir = join(CACHE_DIR, imageKey(release));
+export async function baseImage(release: string, baked = bakedMode()): Promise<BaseImage> {
+  const dir = join(CACHE_DIR, imageKey(release, baked));
   const image: BaseImage = {
     dir,
     disk: join(dir, "disk.raw"),
     kernel: join(dir, "vmlinuz"),
     initrd: join(dir, "initrd.img"),
     release,
+    baked,
+    mirror: join(dir, "mirror"),
+    mirrorKey: join(dir, "mirror-key.asc"),
   };
-  if ([image.disk, image.kernel, image.initrd].every(existsSync)) {
-    info(`Debian ${release} image: cached at ${dir}`);
+  const parts = [image.disk, image.kernel, image.initrd, ...(baked ? [] : [image.mirrorKey])];
+  if (parts.every(existsSync)) {
+    info(
+      `Debian ${release} ${baked ? "image with baked mail packages" : "stock image and lab mirror"}: cached at ${dir}`,
+    );
     return image;
   }
-  await step(`building the Debian ${release} image (debootstrap, once per package list)`, () =>
-    build(image),
+  await step(
+    `building the Debian ${release} ${baked ? "image (mail packages baked in)" : "stock image and the lab mirror"} (debootstrap, once per package list)`,
+    () => build(image),
   );
   return image;
 }
@@ -108,15 +130,25 @@ function build(image: BaseImage): void {
   const root = join(work, "root");
   run(
     "debootstrap",
-    ["--variant=minbase", `--include=${imagePackages().join(",")}`, image.release, root, mirror()],
+    [
+      "--variant=minbase",
+      `--include=${imagePackages(image.baked).join(",")}`,
+      image.release,
+      root,
+      mirror(),
+    ],
     {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
     },
   );
+  if (!image.baked) buildMirror(root, work, image.release);
 
   const write = (path: string, text: string) => writeFileSync(join(root, path), text);
   write("etc/fstab", "/dev/vda / ext4 defaults 0 1\n");
+  // The build machine's mirror is unreachable from the lab; the VMs get their apt source
+  // (the lab mirror) from the NoCloud vendor-data, as Hetzner's image names Hetzner's mirror.
+  rmSync(join(root, "etc/apt/sources.list"), { force: true });
   // NoCloud from the seed disk; no network datasource is probed.
   write("etc/cloud/cloud.cfg.d/90-mailstack-lab.cfg", "datasource_list: [NoCloud, None]\n");
   // The lab resolver; the lab has no other.
@@ -141,14 +173,95 @@ function build(image: BaseImage): void {
   rmSync(root, { recursive: true, force: true });
   rmSync(image.dir, { recursive: true, force: true });
   renameSync(work, image.dir);
-  // Images of an older package list or recipe are of no further use.
+  // Images of an older package list or recipe are of no further use; the other mode's
+  // current image stays.
+  const keep = [image.dir, join(CACHE_DIR, imageKey(image.release, !image.baked))];
   for (const old of readdirSync(CACHE_DIR)) {
     if (
       old.startsWith(`${image.release}-`) &&
-      join(CACHE_DIR, old) !== image.dir &&
+      !keep.includes(join(CACHE_DIR, old)) &&
       !old.endsWith(".building")
     ) {
       rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * The lab mirror: the packages the host installs at first boot, with every dependency the
+ * stock image lacks, resolved by apt inside the freshly bootstrapped root (so exactly the
+ * set a stock VM needs), indexed as a Debian repository and signed with a lab key.
+ */
+function buildMirror(root: string, work: string, release: string): void {
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const apt = (...args: string[]) =>
+    run("chroot", [root, "apt-get", "-q", "-y", ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env,
+    });
+  writeFileSync(join(root, "etc/resolv.conf"), readFileSync("/etc/resolv.conf"));
+  apt("update");
+  apt("install", "--download-only", "--no-install-recommends", ...hostPackages({ clamav: true }));
+  const archives = join(root, "var/cache/apt/archives");
+  const pool = join(work, "mirror", "pool");
+  mkdirSync(pool, { recursive: true });
+  const debs = readdirSync(archives).filter((f) => f.endsWith(".deb"));
+  for (const deb of debs) renameSync(join(archives, deb), join(pool, deb));
+  info(`lab mirror: ${debs.length} packages`);
+
+  const mirrorDir = join(work, "mirror");
+  const dist = join(mirrorDir, "dists", release);
+  const binary = join(dist, "main", "binary-amd64");
+  mkdirSync(binary, { recursive: true });
+  const packages = run("apt-ftparchive", ["packages", "pool"], { cwd: mirrorDir, stdio: "pipe" });
+  writeFileSync(join(binary, "Packages"), packages);
+  const release_ = run(
+    "apt-ftparchive",
+    [
+      "-o",
+      "APT::FTPArchive::Release::Origin=mailstack-lab",
+      "-o",
+      `APT::FTPArchive::Release::Suite=${release}`,
+      "-o",
+      `APT::FTPArchive::Release::Codename=${release}`,
+      "-o",
+      "APT::FTPArchive::Release::Components=main",
+      "-o",
+      "APT::FTPArchive::Release::Architectures=amd64",
+      "release",
+      ".",
+    ],
+    { cwd: dist, stdio: "pipe" },
+  );
+  writeFileSync(join(dist, "Release"), release_);
+
+  // The lab's signing key lives beside the mirror, never in the directory it serves.
+  const gnupg = join(work, "mirror-gnupg");
+  mkdirSync(gnupg, { recursive: true, mode: 0o700 });
+  const gpg = (...args: string[]) =>
+    run(
+      "gpg",
+      [
+        "--homedir",
+        gnupg,
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        ...args,
+      ],
+      {
+        stdio: "pipe",
+      },
+    );
+  gpg("--quick-gen-key", "mailstack lab mirror <mirror@lab.example>", "ed25519", "sign", "never");
+  const key = gpg("--armor", "--export");
+  writeFileSync(join(work, "mirror-key.asc"), key);
+  // The image trusts the mirror's key, as a Debian image trusts Debian's archive key.
+  mkdirSync(join(root, "etc/apt/keyrings"), { recursive: true });
+  writeFileSync(join(root, MIRROR_KEYRING), key);
+  gpg("--clearsign", "--output", join(dist, "InRelease"), join(dist, "Release"));
+  apt("clean");
 }

@@ -13,11 +13,11 @@ import {
 } from "../components/host-files";
 import { labAcme, startAcme } from "./acme";
 import { hostResolverLabConfig, startDns, DNS_DIR } from "./dns";
-import { baseImage, releaseOf } from "./image";
+import { baseImage, releaseOf, type BaseImage } from "./image";
 import { keyDir, labKeys, type LabKeys } from "./keys";
 import { info, step, tail } from "./log";
 import { createNetwork, netnsExists, removeNetwork } from "./net";
-import { CommandError, pidAlive, run, waitFor } from "./run";
+import { CommandError, daemon, pidAlive, run, runIn, waitFor } from "./run";
 import {
   HOSTS,
   NETNS,
@@ -28,7 +28,7 @@ import {
   type LabHost,
 } from "./settings";
 import { ssh, sshAsync } from "./ssh";
-import { bootHost, consoleLog, hostFailure, hostRunning, stopHost } from "./vm";
+import { bootHost, consoleLog, hostFailure, hostRunning, MIRROR_PORT, stopHost } from "./vm";
 
 /** How long a host may take from power-on to cloud-init done, under TCG on 2 cores. */
 const BOOT_TIMEOUT_MS = 15 * 60_000;
@@ -41,6 +41,9 @@ const HOST_TOOLS: Record<string, string> = {
   genisoimage: "genisoimage",
   knotd: "knot",
   kdig: "knot-dnsutils",
+  "apt-ftparchive": "apt-utils",
+  gpg: "gnupg",
+  python3: "python3",
   unbound: "unbound",
   pebble: "pebble",
   ssh: "openssh-client",
@@ -244,18 +247,109 @@ function loginWorks(h: LabHost, address: string, password: string): boolean {
 
 /**
  * Reboots a host the way a server restarts: a clean shutdown, then power-on with the same
- * disks. (qemu runs with -no-reboot, so a shutdown ends the VM and the lab starts it again.)
+ * disks. qemu runs with -no-reboot, so the guest's reboot ends the VM and the lab starts it
+ * again. Under emulation the last step of a shutdown can hang after everything is synced and
+ * unmounted; the VM is then switched off, as a hypervisor would.
  */
 export async function rebootHost(h: LabHost): Promise<void> {
-  await sshAsync(h, keysOf(h), "sudo -n systemctl poweroff", { timeoutMs: 30_000 });
+  await sshAsync(h, keysOf(h), "sudo -n systemctl reboot", { timeoutMs: 30_000 });
+  const shutDown = () =>
+    existsSync(consoleLog(h)) &&
+    /systemd-shutdown\[1\]: (Syncing filesystems|Sending SIGKILL)/.test(
+      readFileSync(consoleLog(h), "utf8"),
+    );
   await waitFor(
-    `${h.name} to power off`,
+    `${h.name} to shut down`,
     300_000,
-    () => (hostRunning(h) ? undefined : true),
+    () => (!hostRunning(h) || shutDown() ? true : undefined),
     () => tail(consoleLog(h), 30),
   );
+  const end = Date.now() + 30_000;
+  while (hostRunning(h) && Date.now() < end) await new Promise((r) => setTimeout(r, 1000));
+  stopHost(h);
   await bootHost(h, await baseImage(releaseOf(h.config.image)), keysOf(h));
   await waitForSsh(h);
+}
+
+/** Serves the lab mirror on the services address, inside the namespace. */
+async function startMirror(image: BaseImage): Promise<void> {
+  daemon(
+    "ip",
+    [
+      "netns",
+      "exec",
+      NETNS,
+      "/usr/bin/python3",
+      "-m",
+      "http.server",
+      "--bind",
+      SERVICES_IP4,
+      "--directory",
+      image.mirror,
+      String(MIRROR_PORT),
+    ],
+    join(STATE_DIR, "mirror.log"),
+    join(STATE_DIR, "mirror.pid"),
+  );
+  const url = `http://${SERVICES_IP4}:${MIRROR_PORT}/dists/${image.release}/InRelease`;
+  await waitFor(`the lab mirror at ${url}`, 30_000, () => {
+    try {
+      runIn(
+        NETNS,
+        "/usr/bin/python3",
+        ["-c", `import urllib.request; urllib.request.urlopen("${url}")`],
+        {
+          stdio: "pipe",
+        },
+      );
+      return true;
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+/** Ports a client outside the host would probe: the mail ports, the old plaintext ones, SSH. */
+const PROBED_PORTS = [22, 25, 110, 143, 465, 587, 993, 995, 4190];
+
+export interface FirstBootState {
+  /** Ports that accept a TCP connection from the lab network. */
+  openPorts: number[];
+  /** Mail services running before provisioning configured them. */
+  running: string[];
+  /** How long the first boot's package step took (absent when nothing was installed). */
+  packageSeconds?: number;
+}
+
+/** What a host exposes between first boot (packages installed) and provisioning. */
+function firstBootState(h: LabHost): FirstBootState {
+  const probe = `import socket
+for p in ${JSON.stringify(PROBED_PORTS)}:
+    s = socket.socket(); s.settimeout(3)
+    try:
+        s.connect(("${h.ipv4}", p)); print(p)
+    except OSError:
+        pass
+    s.close()`;
+  const openPorts = runIn(NETNS, "/usr/bin/python3", ["-c", probe], { stdio: "pipe" })
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+  const units = ["postfix", "dovecot", "rspamd", "redis-server", "clamav-daemon", "unbound"];
+  const active = ssh(h, keysOf(h), `systemctl is-active ${units.join(" ")}`)
+    .stdout.trim()
+    .split("\n");
+  const installed = ssh(
+    h,
+    keysOf(h),
+    "sudo -n grep -o 'installed [0-9]* packages in [0-9]* s' /var/log/cloud-init-output.log",
+  ).stdout.match(/in (\d+) s/);
+  return {
+    openPorts,
+    running: units.filter((_, i) => active[i] === "active"),
+    ...(installed ? { packageSeconds: Number(installed[1]) } : {}),
+  };
 }
 
 function isUp(): boolean {
@@ -284,6 +378,7 @@ export async function up(): Promise<void> {
     startDns(HOSTS, keysOf),
   );
   await step("ACME CA (pebble)", startAcme);
+  if (!image.baked) await step("lab mirror (HTTP, signed)", () => startMirror(image));
   for (const h of HOSTS) await step(`${h.name}: boot`, () => bootHost(h, image, keysOf(h)));
   const bootSeconds: Record<string, number> = {};
   await Promise.all(
@@ -291,19 +386,43 @@ export async function up(): Promise<void> {
       step(`${h.name}: boot to cloud-init done`, async () => {
         const bootStart = Date.now();
         await waitForSsh(h);
-        const res = await sshAsync(
-          h,
-          keysOf(h),
-          "sudo -n cloud-init status --wait >/dev/null; cloud-init status --long",
-          {
-            timeoutMs: BOOT_TIMEOUT_MS,
+        // The wait ends early when the connection drops (the first boot loads the firewall
+        // and installs packages meanwhile): ask again until cloud-init says it is finished.
+        const res = await waitFor(
+          `${h.name}: cloud-init to finish`,
+          BOOT_TIMEOUT_MS,
+          async () => {
+            const r = await sshAsync(
+              h,
+              keysOf(h),
+              "sudo -n cloud-init status --wait >/dev/null; cloud-init status --long",
+              { timeoutMs: BOOT_TIMEOUT_MS },
+            );
+            return /^status: (done|error|degraded)/m.test(r.stdout) ? r : undefined;
           },
+          () => tail(consoleLog(h), 60),
+          5000,
         );
         bootSeconds[h.name] = (Date.now() - bootStart) / 1000;
         info(`${h.name}: ${res.stdout.trim().split("\n").join("; ")}`);
       }),
     ),
   );
+  // The window between package installation and provisioning, seen from outside.
+  const firstBoot = Object.fromEntries(HOSTS.map((h) => [h.name, firstBootState(h)]));
+  writeFileSync(
+    join(STATE_DIR, "first-boot.json"),
+    JSON.stringify({ baked: image.baked, firstBoot }),
+  );
+  for (const [name, f] of Object.entries(firstBoot)) {
+    info(
+      `${name}: before provisioning: ports open from outside: ${f.openPorts.join(", ") || "none"}; ` +
+        `mail services running: ${f.running.join(", ") || "none"}; ` +
+        (f.packageSeconds === undefined
+          ? "no packages installed at first boot"
+          : `package step ${f.packageSeconds} s`),
+    );
+  }
   await Promise.all(
     HOSTS.map((h) =>
       step(`${h.name}: provisioning over SSH (keys, firewall, certificate)`, async () => {
@@ -314,7 +433,14 @@ export async function up(): Promise<void> {
   const upSeconds = (Date.now() - started) / 1000;
   writeFileSync(
     join(STATE_DIR, "timings.json"),
-    JSON.stringify({ imageSeconds, bootSeconds, upSeconds }),
+    JSON.stringify({
+      imageSeconds,
+      bootSeconds,
+      upSeconds,
+      packageSeconds: Object.fromEntries(
+        Object.entries(firstBoot).map(([n, f]) => [n, f.packageSeconds]),
+      ),
+    }),
   );
   info(`lab up in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   summary();

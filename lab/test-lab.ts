@@ -40,6 +40,10 @@ async function main(): Promise<number> {
       );
     for (const [name, s] of Object.entries((t.bootSeconds ?? {}) as Record<string, number>)) {
       lines.push(`  ${name} boot to cloud-init done: ${s.toFixed(1)} s`);
+      const pkg = (t.packageSeconds ?? {})[name];
+      lines.push(
+        `  ${name} first-boot package step: ${pkg === undefined || pkg === null ? "none (baked image)" : `${pkg} s`}`,
+      );
     }
     if (t.upSeconds !== undefined) lines.push(`  lab up:        ${t.upSeconds.toFixed(1)} s`);
     lines.push(`  test:lab:      ${total.toFixed(1)} s`, "");

@@ -6,12 +6,20 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { renderCloudInit, type HostSpec } from "../cloud-init/render";
-import type { BaseImage } from "./image";
+import { MIRROR_KEYRING, type BaseImage } from "./image";
 import type { LabKeys } from "./keys";
 import { info, tail } from "./log";
 import { tapName } from "./net";
 import { CommandError, daemon, pidAlive, run, sleep } from "./run";
-import { CACHE_DIR, NETNS, PREFIX4, PREFIX6, STATE_DIR, type LabHost } from "./settings";
+import {
+  CACHE_DIR,
+  NETNS,
+  PREFIX4,
+  PREFIX6,
+  SERVICES_IP4,
+  STATE_DIR,
+  type LabHost,
+} from "./settings";
 
 export const hostDir = (h: LabHost) => join(STATE_DIR, "hosts", h.name);
 export const consoleLog = (h: LabHost) => join(hostDir(h), "console.log");
@@ -35,11 +43,33 @@ export function labHostSpec(h: LabHost, keys: LabKeys): HostSpec {
   };
 }
 
-function writeSeed(h: LabHost, keys: LabKeys): string {
+/** Where VMs find the lab mirror: on the services address, inside the namespace. */
+export const MIRROR_PORT = 8081;
+
+/**
+ * The provider's part of the seed: the apt source (on Hetzner, Hetzner's mirror; here the
+ * lab's, whose key the image trusts as a Debian image trusts Debian's). Vendor-data, so the
+ * user-data stays byte for byte what Pulumi renders.
+ */
+export function vendorData(image: BaseImage): string {
+  return `#cloud-config\n${stringify({
+    apt: {
+      preserve_sources_list: false,
+      sources_list: `deb [signed-by=/${MIRROR_KEYRING}] http://${SERVICES_IP4}:${MIRROR_PORT}/ ${image.release} main\n`,
+    },
+  })}`;
+}
+
+function writeSeed(h: LabHost, keys: LabKeys, image: BaseImage): string {
   const dir = join(hostDir(h), "seed");
   mkdirSync(dir, { recursive: true });
   const userData = renderCloudInit(labHostSpec(h, keys));
   writeFileSync(join(dir, "user-data"), userData, { mode: 0o600 });
+  const seedFiles = ["user-data", "meta-data", "network-config"];
+  if (!image.baked) {
+    writeFileSync(join(dir, "vendor-data"), vendorData(image));
+    seedFiles.push("vendor-data");
+  }
   const instanceId = `${h.name}-${createHash("sha256").update(userData).digest("hex").slice(0, 12)}`;
   writeFileSync(
     join(dir, "meta-data"),
@@ -68,7 +98,7 @@ function writeSeed(h: LabHost, keys: LabKeys): string {
     "cidata",
     "-joliet",
     "-rock",
-    ...["user-data", "meta-data", "network-config"].map((f) => join(dir, f)),
+    ...seedFiles.map((f) => join(dir, f)),
   ]);
   return iso;
 }
@@ -135,7 +165,7 @@ export async function bootHost(h: LabHost, image: BaseImage, keys: LabKeys): Pro
   const volume = join(dir, "volume.raw");
   // Hetzner formats a new volume as ext4; the host itself never formats it.
   if (!existsSync(volume)) run("mkfs.ext4", ["-q", "-F", "-L", "mail", volume, "1G"]);
-  const iso = writeSeed(h, keys);
+  const iso = writeSeed(h, keys, image);
 
   const forced = process.env.MAILSTACK_LAB_ACCEL as "kvm" | "tcg" | undefined;
   const remembered = existsSync(accelFile())

@@ -3,10 +3,14 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { ANYWHERE } from "../components/config";
 import { inboundRules } from "../components/firewall";
 import { hostPackages } from "../cloud-init/packages";
-import { renderCloudInit, renderNftables, type HostSpec } from "../cloud-init/render";
+import {
+  FIRST_BOOT_RULES,
+  renderCloudInit,
+  renderNftables,
+  type HostSpec,
+} from "../cloud-init/render";
 import { DEPLOY_KEY, SSH_HOST_KEY } from "./support/keys";
 
 const PROD: HostSpec = {
@@ -189,12 +193,13 @@ describe("host firewall (nftables)", () => {
     expect(conf).not.toMatch(/ip6 saddr \{[^}]*\} tcp dport 91/);
   });
 
-  test("first boot opens SSH to all at the host (the provider firewall limits it)", () => {
-    const first = renderNftables(
-      inboundRules({ sshAllowedIps: ANYWHERE, monitoringAllowedIps: [] }),
-    );
+  test("first boot opens SSH to all at the host (the provider firewall limits it), and no mail port", () => {
+    const first = renderNftables(FIRST_BOOT_RULES);
     expect(first).toMatch(/^\s+tcp dport 22 accept comment "SSH"$/m);
-    expect(first).not.toContain("9100");
+    expect(first).toMatch(/^\s+meta l4proto \{ icmp, ipv6-icmp \} accept/m);
+    // Packages installed at first boot must not be reachable with Debian's defaults.
+    for (const port of [25, 465, 587, 993, 4190, 9100])
+      expect(first).not.toMatch(new RegExp(`dport ${port} `));
   });
 
   test("loads in nft's checker", () => {

@@ -57,19 +57,30 @@ describe("zone files", () => {
 });
 
 describe("image cache", () => {
-  test("bakes every package a host installs, so VMs boot without network", () => {
-    const baked = imagePackages();
-    for (const p of hostPackages({ clamav: true })) expect(baked).toContain(p);
-    expect(baked).toEqual(
+  test("the stock image holds what a cloud image holds, and no mail package", () => {
+    const stock = imagePackages(false);
+    expect(stock).toEqual(
       expect.arrayContaining(["cloud-init", "linux-image-cloud-amd64", "openssh-server"]),
     );
+    for (const p of hostPackages({ clamav: true })) {
+      if (!["nftables", "ca-certificates"].includes(p))
+        expect([p, stock.includes(p)]).toEqual([p, false]);
+    }
+  });
+
+  test("the fast mode bakes every package a host installs", () => {
+    const baked = imagePackages(true);
+    for (const p of hostPackages({ clamav: true })) expect(baked).toContain(p);
   });
 
   test("is keyed by the release of the configured image", () => {
     expect(releaseOf("debian-13")).toBe("trixie");
     expect(releaseOf("debian-12")).toBe("bookworm");
-    expect(imageKey("trixie")).toMatch(/^trixie-[0-9a-f]{16}$/);
-    expect(imageKey("trixie")).toBe(imageKey("trixie"));
-    expect(imageKey("bookworm")).not.toBe(imageKey("trixie").replace("trixie", "bookworm"));
+    expect(imageKey("trixie", false)).toMatch(/^trixie-stock-[0-9a-f]{16}$/);
+    expect(imageKey("trixie", true)).toMatch(/^trixie-baked-[0-9a-f]{16}$/);
+    expect(imageKey("trixie", false)).toBe(imageKey("trixie", false));
+    expect(imageKey("bookworm", false)).not.toBe(
+      imageKey("trixie", false).replace("trixie", "bookworm"),
+    );
   });
 });

@@ -1,0 +1,44 @@
+// The first boot as on Hetzner: a stock image installs the mail packages from the lab mirror
+// (signed, like Debian's archive), and nothing answers with Debian's defaults before
+// provisioning has configured it. `npm run lab` recorded the window between the two.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { FirstBootState } from "../../lab/lab";
+import { STATE_DIR } from "../../lab/settings";
+import { HOSTS, onHost } from "./support";
+
+const record = JSON.parse(readFileSync(join(STATE_DIR, "first-boot.json"), "utf8")) as {
+  baked: boolean;
+  firstBoot: Record<string, FirstBootState>;
+};
+// The fast mode boots an image with the packages baked in: not the path a real host takes.
+const real = record.baked ? describe.skip : describe;
+
+real.each(HOSTS.map((h) => [h.name, h] as const))("%s", (name, h) => {
+  const first = record.firstBoot[name];
+
+  test("the mail packages were installed at first boot, from the signed lab mirror", () => {
+    expect(first.packageSeconds).toBeGreaterThan(0);
+    const log = onHost(
+      h,
+      "grep -E 'mailstack-bootstrap: (installing|installed)' /var/log/cloud-init-output.log",
+    );
+    expect(log).toMatch(/installing \d+ packages: .*\bpostfix\b.*\bdovecot-core\b/);
+    // apt verified the mirror's signature: the source names the lab key, and nothing else.
+    const sources = onHost(
+      h,
+      "cat /etc/apt/sources.list.d/*.list; grep -v '^#' /etc/apt/sources.list || true",
+    );
+    expect(sources).toMatch(/^deb \[signed-by=\S+\] http:\/\/198\.51\.100\.1:8081\/ trixie main$/m);
+    expect(onHost(h, "apt-get -q update 2>&1")).not.toMatch(/NO_PUBKEY|not signed|insecure/i);
+  });
+
+  test("between installation and provisioning only SSH answered, and no mail service ran", () => {
+    expect(first.openPorts).toEqual([22]);
+    expect(first.running).toEqual([]);
+  });
+});
+
+test("the first-boot window was recorded for every host", () => {
+  expect(Object.keys(record.firstBoot).sort()).toEqual(HOSTS.map((h) => h.name).sort());
+});
