@@ -7,6 +7,7 @@ import {
   dovecotUsers,
   fillSlots,
   HOST_TREE,
+  MANIFEST_EXCEPTIONS,
   postfixTables,
   relayTables,
   treePaths,
@@ -40,6 +41,10 @@ describe("configuration tree", () => {
         "/etc/systemd/journald.conf.d/mailstack.conf",
       ]),
     );
+  });
+
+  test("every file with its own owner or mode is in the tree", () => {
+    expect(treePaths()).toEqual(expect.arrayContaining(Object.keys(MANIFEST_EXCEPTIONS)));
   });
 
   test("every slot a file names exists, and every slot is used somewhere", () => {
