@@ -371,13 +371,15 @@ describe("filtering", () => {
     expect(ok.data?.code).toBe(250);
   });
 
-  test("EICAR is rejected with 5xx by ClamAV", async () => {
-    const eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+  /** A message from the outside world with one attachment. */
+  const withAttachment = (filename: string, content: string) => {
     const boundary = "b-" + token();
-    const text = [
+    return [
       `From: ${OUTSIDE}`,
       `To: alice@${A}`,
-      "Subject: eicar",
+      `Subject: attachment-${token()}`,
+      `Message-ID: <${token()}@lab.example>`,
+      `Date: ${new Date().toUTCString()}`,
       "MIME-Version: 1.0",
       `Content-Type: multipart/mixed; boundary="${boundary}"`,
       "",
@@ -387,38 +389,50 @@ describe("filtering", () => {
       "see attachment",
       `--${boundary}`,
       "Content-Type: application/octet-stream",
-      'Content-Disposition: attachment; filename="eicar.com"',
+      `Content-Disposition: attachment; filename="${filename}"`,
       "Content-Transfer-Encoding: base64",
       "",
-      Buffer.from(eicar).toString("base64"),
+      Buffer.from(content).toString("base64"),
       `--${boundary}--`,
       "",
     ].join("\r\n");
-    const r = await inbound(alpha, OUTSIDE, `alice@${A}`, text);
+  };
+
+  test("EICAR is rejected with 5xx by ClamAV; a harmless attachment is accepted", async () => {
+    const eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    const r = await inbound(alpha, OUTSIDE, `alice@${A}`, withAttachment("eicar.com", eicar));
     // The lab's signature is unsigned, so ClamAV names it "...UNOFFICIAL".
     expect(r.data?.text).toMatch(/^554 5\.7\.1 clamav: virus found: "Eicar-Test-Signature/);
+    const ok = await inbound(alpha, OUTSIDE, `alice@${A}`, withAttachment("notes.txt", "notes\n"));
+    expect(ok.data?.code).toBe(250);
   });
 
-  test("mail from beta forging alpha's domain fails DMARC and is rejected (p=reject)", () => {
-    // Sent from beta's address: SPF fails for alpha.example, and nothing signs it.
-    const id = `forged-${token()}@beta.example`;
+  /** Plain SMTP from beta's own address to bob@alpha; the reply to the message. */
+  const fromBeta = (sender: string, id: string) => {
     const py = [
       "import smtplib",
       `s=smtplib.SMTP('${alpha.ipv4}',25,local_hostname='${beta.config.mailHost}',timeout=120)`,
       "s.ehlo(); s.starttls(); s.ehlo()",
-      `s.mail('alice@${A}')`,
+      `s.mail('${sender}')`,
       `s.rcpt('bob@${A}')`,
       "s.putcmd('data'); s.getreply()",
-      `s.send(b'From: alice@${A}\\r\\nTo: bob@${A}\\r\\nMessage-ID: <${id}>\\r\\nSubject: forged\\r\\n\\r\\nforged\\r\\n.\\r\\n')`,
+      `s.send(b'From: ${sender}\\r\\nTo: bob@${A}\\r\\nMessage-ID: <${id}>\\r\\nDate: ${new Date().toUTCString()}\\r\\nSubject: from beta\\r\\n\\r\\nhello\\r\\n.\\r\\n')`,
       "code,msg=s.getreply(); print(code, msg.decode())",
     ].join("; ");
-    const out = onHost(beta, `python3 -c ${JSON.stringify(py)}`).trim();
-    expect(out).toMatch(/^554 5\.7\.1 /);
+    return onHost(beta, `python3 -c ${JSON.stringify(py)}`).trim();
+  };
+
+  test("mail from beta forging alpha's domain fails DMARC and is rejected (p=reject); beta's own is accepted", () => {
+    // Sent from beta's address: SPF fails for alpha.example, and nothing signs it.
+    const id = `forged-${token()}@beta.example`;
+    expect(fromBeta(`alice@${A}`, id)).toMatch(/^554 5\.7\.1 /);
     // Rspamd's verdict on that message names the failed DMARC policy.
     const verdict = onHost(alpha, `journalctl -u rspamd --no-pager | grep -F '<${id}>'`);
     expect(verdict).toMatch(/\(reject\)/);
     expect(verdict).toMatch(/DMARC_POLICY_REJECT/);
     expect(verdict).toMatch(/R_SPF_FAIL/);
+    // The same path for beta's own domain: beta's address is its MX, so SPF and DMARC pass.
+    expect(fromBeta(`bob@${B}`, `own-${token()}@beta.example`)).toMatch(/^250 /);
   });
 
   test("a message scored as spam lands in Junk; a clean one in INBOX", async () => {
