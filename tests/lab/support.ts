@@ -10,15 +10,16 @@ import { ACME_MANAGEMENT } from "../../lab/settings";
 import { labKeys, type LabKeys } from "../../lab/keys";
 import { HOSTS, type LabHost } from "../../lab/settings";
 import { ssh, type SshResult } from "../../lab/ssh";
+import { shellQuote } from "../../components/host-files";
 
 export { HOSTS };
 export type { LabHost };
 
 export const keys = (h: LabHost): LabKeys => labKeys(h.name);
 
-/** A root command on a VM, over the deployment's SSH path; throws with output on failure. */
+/** A root command on a VM, as a person runs one (admin, sudo); throws with output on failure. */
 export function onHost(h: LabHost, command: string): string {
-  const res: SshResult = ssh(h, keys(h), `sudo -n bash -c ${JSON.stringify(command)}`);
+  const res: SshResult = ssh(h, keys(h), `sudo -n bash -c ${shellQuote(command)}`);
   if (res.status !== 0) {
     throw new Error(`${h.name}: '${command}' exited ${res.status}\n${res.stdout}\n${res.stderr}`);
   }
