@@ -133,9 +133,9 @@ export async function provision(h: LabHost): Promise<string> {
   return res.stderr;
 }
 
-/** The deployment's `status` request: waits for the first boot, then reports it. */
-export function deployStatus(h: LabHost, timeoutMs = 20_000): Promise<SshResult> {
-  return sshAsync(h, keysOf(h), "status", { account: "deploy", timeoutMs });
+/** The deployment's `status` request: the first boot as it stands. */
+export function deployStatus(h: LabHost): Promise<SshResult> {
+  return sshAsync(h, keysOf(h), "status", { account: "deploy", timeoutMs: 20_000 });
 }
 
 async function waitForSsh(h: LabHost): Promise<void> {
@@ -144,9 +144,7 @@ async function waitForSsh(h: LabHost): Promise<void> {
     BOOT_TIMEOUT_MS,
     async () => {
       if (!hostRunning(h)) throw hostFailure(h, "the VM stopped");
-      // 255: no connection or no login; anything else is mailstack-deploy answering.
-      const { status } = await deployStatus(h);
-      return status !== 255 && status !== -1 ? true : undefined;
+      return (await deployStatus(h)).status === 0 ? true : undefined;
     },
     () => tail(consoleLog(h), 60),
     5000,
@@ -399,13 +397,13 @@ export async function up(): Promise<void> {
       step(`${h.name}: boot to cloud-init done`, async () => {
         const bootStart = Date.now();
         await waitForSsh(h);
-        // The wait ends early when the connection drops (the first boot loads the firewall
-        // and installs packages meanwhile): ask again until cloud-init says it is finished.
+        // Ask until cloud-init says it is finished (the first boot loads the firewall and
+        // installs packages meanwhile).
         const res = await waitFor(
           `${h.name}: cloud-init to finish`,
           BOOT_TIMEOUT_MS,
           async () => {
-            const r = await deployStatus(h, BOOT_TIMEOUT_MS);
+            const r = await deployStatus(h);
             return /^status: (done|error|degraded)/m.test(r.stdout) ? r : undefined;
           },
           () => tail(consoleLog(h), 60),
