@@ -108,7 +108,7 @@ export async function provision(h: LabHost): Promise<string> {
     ipv6: h.ipv6,
     passwords: passwords(h),
     rspamdControllerPassword: labSecret(h, "rspamd-controller"),
-    acme: labAcme(h.config.acmeEmail),
+    acme: labAcme(h),
     extraFiles: labHostFiles(h),
   });
   const res = await sshAsync(h, keys, provisionCommand(), {
