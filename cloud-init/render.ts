@@ -11,8 +11,20 @@ import { hostPackages } from "./packages";
 /** Where the mail volume is mounted; Maildirs, queues' long-term data and indexes live here. */
 export const MAIL_ROOT = "/srv/mail";
 
-/** The admin account: humans' keys and the deployment key log in here, then use sudo. */
+/** The people's account: their keys log in here, then use sudo. */
 export const ADMIN_USER = "admin";
+
+/**
+ * The deployment's account: its key runs `mailstack-deploy` and nothing else (no shell, no
+ * forwarding, no other command as root).
+ */
+export const DEPLOY_USER = "deploy";
+
+/** Where sshd reads each account's keys: root's files, which no account can change. */
+export const AUTHORIZED_KEYS_DIR = "/etc/ssh/authorized_keys";
+
+/** The program the deployment key is bound to. */
+export const DEPLOY_PROGRAM = "/usr/local/sbin/mailstack-deploy";
 
 /** Hetzner's metadata service; it serves userData, so only root may reach it. */
 export const METADATA_ADDRESS = "169.254.169.254";
@@ -23,8 +35,9 @@ export interface HostSpec {
   /** Fully qualified host name, e.g. `mail.example.eu`. */
   fqdn: string;
   /**
-   * The deployment key's public half: the only key userData authorizes. People's keys are
-   * installed by provisioning, so adding an admin never replaces the server.
+   * The deployment key's public half: the only key userData authorizes, bound to
+   * `mailstack-deploy`. People's keys are installed by provisioning, so adding an admin
+   * never replaces the server.
    */
   deployPublicKey: string;
   /** The pinned SSH host key, OpenSSH format. The only secret userData carries. */
@@ -84,6 +97,33 @@ export function renderCloudInit(spec: HostSpec): string {
       owner: "root:root",
       permissions: "0755",
     },
+    {
+      path: DEPLOY_PROGRAM,
+      content: file("mailstack-deploy"),
+      owner: "root:root",
+      permissions: "0755",
+    },
+    {
+      // The key can run the deployment program and nothing else, without a terminal or
+      // forwarding, whatever command the client sends.
+      path: `${AUTHORIZED_KEYS_DIR}/${DEPLOY_USER}`,
+      content: `restrict,command="sudo -n ${DEPLOY_PROGRAM}" ${spec.deployPublicKey.trim()}\n`,
+      owner: "root:root",
+      permissions: "0644",
+    },
+    {
+      // The only thing the deployment account may run as root; it learns the requested
+      // action from SSH_ORIGINAL_COMMAND. No arguments are allowed ("").
+      path: "/etc/sudoers.d/mailstack-deploy",
+      content: [
+        "# Managed by mailstack.",
+        `Defaults:${DEPLOY_USER} env_keep += "SSH_ORIGINAL_COMMAND"`,
+        `${DEPLOY_USER} ALL=(root) NOPASSWD: ${DEPLOY_PROGRAM} ""`,
+        "",
+      ].join("\n"),
+      owner: "root:root",
+      permissions: "0440",
+    },
   ];
 
   const doc = {
@@ -92,7 +132,9 @@ export function renderCloudInit(spec: HostSpec): string {
     prefer_fqdn_over_hostname: false,
     manage_etc_hosts: true,
 
-    // One admin account, key-only; no default distribution user, no root login.
+    // Two accounts, key-only, their keys in root's files (AuthorizedKeysFile): people log in
+    // as admin and use sudo; the deployment key runs one program. No default distribution
+    // user, no root login.
     users: [
       {
         name: ADMIN_USER,
@@ -101,7 +143,12 @@ export function renderCloudInit(spec: HostSpec): string {
         shell: "/bin/bash",
         sudo: "ALL=(ALL) NOPASSWD:ALL",
         lock_passwd: true,
-        ssh_authorized_keys: [spec.deployPublicKey.trim()],
+      },
+      {
+        name: DEPLOY_USER,
+        gecos: "mailstack deployment",
+        shell: "/bin/sh",
+        lock_passwd: true,
       },
     ],
     disable_root: true,
@@ -172,6 +219,11 @@ table inet mailstack {
     type filter hook input priority filter; policy drop;
     ct state established,related accept
     ct state invalid drop
+    # Loopback addresses belong on lo; arriving anywhere else, they are forged.
+    iif != "lo" ip saddr 127.0.0.0/8 drop
+    iif != "lo" ip daddr 127.0.0.0/8 drop
+    iif != "lo" ip6 saddr ::1 drop
+    iif != "lo" ip6 daddr ::1 drop
     iif "lo" accept
     # DHCPv4 replies for the public interface.
     udp sport 67 udp dport 68 accept

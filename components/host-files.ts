@@ -2,7 +2,7 @@
 // and the command that installs them. Pulumi's remote command and the lab send exactly this.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADMIN_USER, renderNftables } from "../cloud-init/render";
+import { ADMIN_USER, AUTHORIZED_KEYS_DIR, renderNftables } from "../cloud-init/render";
 import type { MailStackConfig } from "./config";
 import { inboundRules, type InboundRule } from "./firewall";
 import {
@@ -78,8 +78,6 @@ export function stackAcme(cfg: MailStackConfig, cloudflareToken: string): AcmeSe
 export interface HostFileSettings {
   /** People's SSH public keys (`sshPublicKeys`). */
   adminKeys: string[];
-  /** The deployment key, always kept so the next deployment can log in. */
-  deployPublicKey: string;
   /** The configured inbound rules. */
   firewall: InboundRule[];
   dkimSelector: string;
@@ -120,11 +118,13 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
   const lines = (items: string[]) => items.map((l) => `${l.trim()}\n`).join("");
   return [
     {
-      path: `/home/${ADMIN_USER}/.ssh/authorized_keys`,
-      mode: "0600",
-      owner: ADMIN_USER,
-      group: ADMIN_USER,
-      content: lines([s.deployPublicKey, ...s.adminKeys]),
+      // People's keys, in root's file: the admin account cannot add one. The deployment
+      // key's file comes with userData and is never rewritten here.
+      path: `${AUTHORIZED_KEYS_DIR}/${ADMIN_USER}`,
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: lines(s.adminKeys),
     },
     {
       path: "/etc/nftables.conf",
@@ -204,7 +204,6 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
 
 /** What a stack's host files are made of besides its config. */
 export interface StackHostInputs {
-  deployPublicKey: string;
   dkimPrivateKeyPem: string;
   tlsPrivateKeyPem: string;
   /** The addresses that carry the PTR. */
@@ -230,7 +229,6 @@ export async function stackHostFiles(
     fqdn: cfg.mailHost,
     acme: inputs.acme,
     adminKeys: cfg.sshPublicKeys,
-    deployPublicKey: inputs.deployPublicKey,
     firewall: inboundRules(cfg),
     dkimSelector: cfg.dkimSelector,
     dkimPrivateKeyPem: inputs.dkimPrivateKeyPem,
@@ -318,7 +316,14 @@ export function shellQuote(text: string): string {
 /** The provisioning script, a real file (checked by shellcheck). */
 export const PROVISION_SCRIPT = script("mailstack-provision");
 
-/** The command the admin account runs over SSH: the script, as root, reading the bundle. */
-export function provisionCommand(): string {
-  return `sudo -n /bin/bash -c ${shellQuote(PROVISION_SCRIPT)} mailstack-provision`;
+/**
+ * What the deployment asks `mailstack-deploy` for. The key is bound to that program, so this
+ * is a request, not a command line: the program itself travels first on standard input.
+ */
+export const PROVISION_REQUEST = "provision";
+
+/** The standard input of a provisioning run: the program, then the files it installs. */
+export function provisionInput(files: HostFile[]): string {
+  const program = Buffer.from(PROVISION_SCRIPT, "utf8").toString("base64");
+  return `mailstack-provision ${program}\n${renderBundle(files)}`;
 }

@@ -159,11 +159,7 @@ export class MailStack extends pulumi.ComponentResource {
       .all(passwords.map(([, pw]) => pw))
       .apply((pws) => Object.fromEntries(passwords.map(([address], i) => [address, pws[i]])));
 
-    const keys = pulumi.all([
-      this.keys.deploy.publicKeyOpenssh,
-      this.keys.dkim.privateKeyPem,
-      this.keys.tls.privateKeyPem,
-    ]);
+    const keys = pulumi.all([this.keys.dkim.privateKeyPem, this.keys.tls.privateKeyPem]);
     const secrets = pulumi.all([
       passwordMap,
       rspamdPassword,
@@ -174,13 +170,12 @@ export class MailStack extends pulumi.ComponentResource {
       .all([keys, secrets, this.server.ipv4, this.server.ipv6])
       .apply(
         ([
-          [deployPublicKey, dkimPrivateKeyPem, tlsPrivateKeyPem],
+          [dkimPrivateKeyPem, tlsPrivateKeyPem],
           [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword],
           ipv4,
           ipv6,
         ]) =>
           stackHostFiles(cfg, {
-            deployPublicKey,
             dkimPrivateKeyPem,
             tlsPrivateKeyPem,
             ipv4,

@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { ADMIN_USER } from "../cloud-init/render";
-import { provisionCommand, renderBundle, type HostFile } from "./host-files";
+import { DEPLOY_USER } from "../cloud-init/render";
+import { PROVISION_REQUEST, provisionInput, type HostFile } from "./host-files";
 
 export interface ProvisioningArgs {
   /** Address to reach the host on (its IPv4). */
@@ -17,11 +17,11 @@ export interface ProvisioningArgs {
 }
 
 /**
- * Installs secrets and day-2 settings on the host over SSH, as the admin account with the
- * deployment key, against the pinned host key. It first waits for cloud-init and fails with
- * its log when the first boot failed. The files travel on standard input, never in the
- * command line or userData; a change of any of them re-runs it, and nothing here can
- * replace the server.
+ * Installs secrets and day-2 settings on the host over SSH, as the deployment account, whose
+ * key runs `mailstack-deploy` and nothing else, against the pinned host key. It first waits
+ * for cloud-init and fails with its log when the first boot failed. The provisioning program
+ * and the files travel on standard input, never in the command line or userData; a change of
+ * any of them re-runs it, and nothing here can replace the server.
  */
 export class Provisioning extends pulumi.ComponentResource {
   readonly command: command.remote.Command;
@@ -33,15 +33,15 @@ export class Provisioning extends pulumi.ComponentResource {
       {
         connection: {
           host: args.host,
-          user: ADMIN_USER,
+          user: DEPLOY_USER,
           privateKey: args.deployPrivateKey,
           hostKey: pulumi.output(args.hostPublicKey).apply((k) => k.trim()),
           // A new server takes a minute or two to accept SSH: retry for about ten.
           dialErrorLimit: 40,
           perDialTimeout: 15,
         },
-        create: provisionCommand(),
-        stdin: pulumi.secret(pulumi.output(args.files).apply(renderBundle)),
+        create: PROVISION_REQUEST,
+        stdin: pulumi.secret(pulumi.output(args.files).apply(provisionInput)),
         triggers: args.triggers,
         logging: "stdoutAndStderr",
       },

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { clientSettings } from "../components/client-settings";
 import type { MailStackConfig } from "../components/config";
 import {
-  provisionCommand,
-  renderBundle,
+  PROVISION_REQUEST,
+  provisionInput,
   shellQuote,
   stackHostFiles,
   type HostFile,
@@ -27,7 +27,7 @@ import {
   STATE_DIR,
   type LabHost,
 } from "./settings";
-import { ssh, sshAsync } from "./ssh";
+import { ssh, sshAsync, type SshResult } from "./ssh";
 import { bootHost, consoleLog, hostFailure, hostRunning, MIRROR_PORT, stopHost } from "./vm";
 
 /** How long a host may take from power-on to cloud-init done, under TCG on 2 cores. */
@@ -97,11 +97,10 @@ export function checkPrerequisites(): void {
   }
 }
 
-/** Sends the provisioning script and the host's files, exactly as Pulumi's remote command does. */
-export async function provision(h: LabHost): Promise<string> {
+/** The files a host's provisioning installs, as its stack would send them. */
+export async function labHostFilesOf(h: LabHost): Promise<HostFile[]> {
   const keys = keysOf(h);
-  const files = await stackHostFiles(hostConfig(h, keys), {
-    deployPublicKey: keys.deploy.publicOpenssh,
+  return stackHostFiles(hostConfig(h, keys), {
     dkimPrivateKeyPem: keys.dkim.privatePem,
     tlsPrivateKeyPem: keys.tls.privatePem,
     ipv4: h.ipv4,
@@ -111,26 +110,43 @@ export async function provision(h: LabHost): Promise<string> {
     acme: labAcme(h),
     extraFiles: labHostFiles(h),
   });
-  const res = await sshAsync(h, keys, provisionCommand(), {
-    input: renderBundle(files),
+}
+
+/**
+ * Runs provisioning with these files, as the deployment: its request and its standard input,
+ * exactly as Pulumi's remote command sends them.
+ */
+export function provisionWith(h: LabHost, files: HostFile[]): Promise<SshResult> {
+  return sshAsync(h, keysOf(h), PROVISION_REQUEST, {
+    account: "deploy",
+    input: provisionInput(files),
     timeoutMs: BOOT_TIMEOUT_MS,
   });
+}
+
+/** Provisions a host with its stack's files. */
+export async function provision(h: LabHost): Promise<string> {
+  const res = await provisionWith(h, await labHostFilesOf(h));
   if (res.status !== 0) {
     throw hostFailure(h, `provisioning failed (exit ${res.status}):\n${res.stdout}${res.stderr}`);
   }
   return res.stderr;
 }
 
+/** The deployment's `status` request: waits for the first boot, then reports it. */
+export function deployStatus(h: LabHost, timeoutMs = 20_000): Promise<SshResult> {
+  return sshAsync(h, keysOf(h), "status", { account: "deploy", timeoutMs });
+}
+
 async function waitForSsh(h: LabHost): Promise<void> {
-  const keys = keysOf(h);
   await waitFor(
     `${h.name} to accept SSH`,
     BOOT_TIMEOUT_MS,
     async () => {
       if (!hostRunning(h)) throw hostFailure(h, "the VM stopped");
-      return (await sshAsync(h, keys, "true", { timeoutMs: 20_000 })).status === 0
-        ? true
-        : undefined;
+      // 255: no connection or no login; anything else is mailstack-deploy answering.
+      const { status } = await deployStatus(h);
+      return status !== 255 && status !== -1 ? true : undefined;
     },
     () => tail(consoleLog(h), 60),
     5000,
@@ -321,8 +337,11 @@ export interface FirstBootState {
   packageSeconds?: number;
 }
 
-/** What a host exposes between first boot (packages installed) and provisioning. */
-function firstBootState(h: LabHost): FirstBootState {
+/**
+ * What a host exposes between first boot (packages installed) and provisioning: probed from
+ * outside, and as the deployment's `status` request reports it.
+ */
+async function firstBootState(h: LabHost): Promise<FirstBootState> {
   const probe = `import socket
 for p in ${JSON.stringify(PROBED_PORTS)}:
     s = socket.socket(); s.settimeout(3)
@@ -336,18 +355,12 @@ for p in ${JSON.stringify(PROBED_PORTS)}:
     .split("\n")
     .filter(Boolean)
     .map(Number);
-  const units = ["postfix", "dovecot", "rspamd", "redis-server", "clamav-daemon", "unbound"];
-  const active = ssh(h, keysOf(h), `systemctl is-active ${units.join(" ")}`)
-    .stdout.trim()
-    .split("\n");
-  const installed = ssh(
-    h,
-    keysOf(h),
-    "sudo -n grep -o 'installed [0-9]* packages in [0-9]* s' /var/log/cloud-init-output.log",
-  ).stdout.match(/in (\d+) s/);
+  const report = (await deployStatus(h)).stdout;
+  const running = [...report.matchAll(/^unit (\S+) active$/gm)].map((m) => m[1]);
+  const installed = report.match(/installed \d+ packages in (\d+) s/);
   return {
     openPorts,
-    running: units.filter((_, i) => active[i] === "active"),
+    running,
     ...(installed ? { packageSeconds: Number(installed[1]) } : {}),
   };
 }
@@ -392,24 +405,22 @@ export async function up(): Promise<void> {
           `${h.name}: cloud-init to finish`,
           BOOT_TIMEOUT_MS,
           async () => {
-            const r = await sshAsync(
-              h,
-              keysOf(h),
-              "sudo -n cloud-init status --wait >/dev/null; cloud-init status --long",
-              { timeoutMs: BOOT_TIMEOUT_MS },
-            );
+            const r = await deployStatus(h, BOOT_TIMEOUT_MS);
             return /^status: (done|error|degraded)/m.test(r.stdout) ? r : undefined;
           },
           () => tail(consoleLog(h), 60),
           5000,
         );
         bootSeconds[h.name] = (Date.now() - bootStart) / 1000;
-        info(`${h.name}: ${res.stdout.trim().split("\n").join("; ")}`);
+        const cloudInit = res.stdout.split("\n").filter((l) => /^[a-z_]+: /.test(l));
+        info(`${h.name}: ${cloudInit.join("; ")}`);
       }),
     ),
   );
   // The window between package installation and provisioning, seen from outside.
-  const firstBoot = Object.fromEntries(HOSTS.map((h) => [h.name, firstBootState(h)]));
+  const firstBoot = Object.fromEntries(
+    await Promise.all(HOSTS.map(async (h) => [h.name, await firstBootState(h)] as const)),
+  );
   writeFileSync(
     join(STATE_DIR, "first-boot.json"),
     JSON.stringify({ baked: image.baked, firstBoot }),

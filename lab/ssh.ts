@@ -1,10 +1,11 @@
-// SSH to a lab host (from inside the lab's namespace) the way a deployment does: as admin, with the deployment key, trusting
-// only the pinned host key. OpenSSH sends the command string to the host's shell, exactly
-// as Pulumi's remote command does.
+// SSH to a lab host (from inside the lab's namespace), trusting only the pinned host key: as
+// a person does (admin, with the lab's admin key) or as a deployment does (deploy, with the
+// deployment key, whose requests `mailstack-deploy` answers, exactly as Pulumi's remote
+// command sends them).
 import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADMIN_USER } from "../cloud-init/render";
+import { ADMIN_USER, DEPLOY_USER } from "../cloud-init/render";
 import { keyDir, type LabKeys } from "./keys";
 import { hostDir } from "./vm";
 import { NETNS, type LabHost } from "./settings";
@@ -22,14 +23,23 @@ export function knownHosts(h: LabHost, hostPublicKey: string, name = "known_host
   return file;
 }
 
-function sshArgs(
-  h: LabHost,
-  keys: LabKeys,
-  opts: { knownHostsFile?: string; keyFile?: string } = {},
-): string[] {
+/** Who logs in: a person (the default) or the deployment. */
+export type Account = "admin" | "deploy";
+
+export interface SshOptions {
+  account?: Account;
+  knownHostsFile?: string;
+  /** Another key than the account's own. */
+  keyFile?: string;
+  /** Extra `ssh -o` options, e.g. `Ciphers=aes128-cbc`. */
+  options?: string[];
+}
+
+function sshArgs(h: LabHost, keys: LabKeys, opts: SshOptions = {}): string[] {
+  const account = opts.account ?? "admin";
   return [
     "-i",
-    opts.keyFile ?? join(keyDir(h.name), "deploy_key"),
+    opts.keyFile ?? join(keyDir(h.name), account === "admin" ? "admin_key" : "deploy_key"),
     "-o",
     "IdentitiesOnly=yes",
     "-o",
@@ -46,7 +56,8 @@ function sshArgs(
     "ConnectTimeout=5",
     "-o",
     "LogLevel=ERROR",
-    `${ADMIN_USER}@${h.ipv4}`,
+    ...(opts.options ?? []).flatMap((o) => ["-o", o]),
+    `${account === "admin" ? ADMIN_USER : DEPLOY_USER}@${h.ipv4}`,
   ];
 }
 
@@ -55,7 +66,7 @@ export function ssh(
   h: LabHost,
   keys: LabKeys,
   command: string,
-  opts: { input?: string; timeoutMs?: number; knownHostsFile?: string; keyFile?: string } = {},
+  opts: SshOptions & { input?: string; timeoutMs?: number } = {},
 ): SshResult {
   const res = spawnSync("ip", ["netns", "exec", NETNS, "ssh", ...sshArgs(h, keys, opts), command], {
     input: opts.input ?? "",
@@ -75,10 +86,10 @@ export function sshAsync(
   h: LabHost,
   keys: LabKeys,
   command: string,
-  opts: { input?: string; timeoutMs?: number } = {},
+  opts: SshOptions & { input?: string; timeoutMs?: number } = {},
 ): Promise<SshResult> {
   return new Promise((resolve) => {
-    const child = spawn("ip", ["netns", "exec", NETNS, "ssh", ...sshArgs(h, keys), command], {
+    const child = spawn("ip", ["netns", "exec", NETNS, "ssh", ...sshArgs(h, keys, opts), command], {
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";

@@ -3,6 +3,7 @@
 import type { ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { EU_LOCATIONS } from "../components/config";
 import { EXPORTER_PORTS, MAIL_PORTS } from "../components/firewall";
+import { findKeyMaterial, knownEntries } from "./key-material";
 
 /** Policy config shared by the production-only rules. */
 export interface EnvironmentConfig {
@@ -32,6 +33,7 @@ const T = {
   primaryIp: "hcloud:index/primaryIp:PrimaryIp",
   firewall: "hcloud:index/firewall:Firewall",
   record: "cloudflare:index/dnsRecord:DnsRecord",
+  zoneDnssec: "cloudflare:index/zoneDnssec:ZoneDnssec",
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
   mailStack: "mailstack:index:MailStack",
 };
@@ -42,6 +44,19 @@ interface FirewallRule {
   port?: string;
   sourceIps?: string[];
 }
+
+/**
+ * The properties that hold key material or a token by design, and that the program marks
+ * secret (tested under mocks) or that come from secret config (the providers' credentials).
+ * A policy sees secrets unwrapped, so it trusts this list and judges every other property.
+ */
+const SECRET_PROPERTIES: Record<string, string[]> = {
+  "tls:index/privateKey:PrivateKey": ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"],
+  [T.server]: ["userData"],
+  "command:remote:Command": ["connection", "stdin"],
+  "pulumi:providers:hcloud": ["token"],
+  "pulumi:providers:cloudflare": ["apiToken", "apiKey", "apiUserServiceKey"],
+};
 
 export const policies: ResourceValidationPolicy[] = [
   {
@@ -84,9 +99,27 @@ export const policies: ResourceValidationPolicy[] = [
     },
   },
   {
+    name: "server-has-firewall",
+    description:
+      "Every server has a Hetzner firewall in its firewallIds, so the rules hold from the first boot.",
+    enforcementLevel: "mandatory",
+    validateResource: (args, report) => {
+      if (args.type !== T.server) return;
+      // Only the list's length is read: in a preview a new firewall's id is not known yet.
+      // A FirewallAttachment or a firewall's applyTo would attach it after the server has
+      // booted, with every port of the stock image open meanwhile: not accepted.
+      const ids: unknown = args.props.firewallIds;
+      if (!Array.isArray(ids) || ids.length === 0) {
+        report(`${args.type} ${args.name} has no firewall in firewallIds`);
+      }
+    },
+  },
+  {
     name: "ssh-restricted",
-    description: "SSH should be reachable from listed networks only (sshAllowedIps).",
-    enforcementLevel: "advisory",
+    // Mandatory by default, so production refuses SSH from anywhere; policy/staging.json
+    // lowers it to advisory for throw-away stacks, which set no sshAllowedIps.
+    description: "SSH is reachable from listed networks only (sshAllowedIps).",
+    enforcementLevel: "mandatory",
     validateResource: (args, report) => {
       if (args.type !== T.firewall) return;
       for (const r of (args.props.rules ?? []) as FirewallRule[]) {
@@ -167,26 +200,16 @@ export const policies: ResourceValidationPolicy[] = [
     },
   },
   {
+    // The name predates the token rules and stays: policy group settings refer to it.
     name: "no-private-key-in-plain-properties",
     description:
-      "No private key appears in a property other than the ones that hold it as a secret (keys, userData, provisioning).",
+      "No private key, in any encoding, and no API token appears in a property other than the ones that hold it as a secret (keys, userData, provisioning, provider credentials).",
     enforcementLevel: "mandatory",
     validateResource: (args, report) => {
-      // These hold key material by design, and the program marks it secret (tested under mocks).
-      const allowed: Record<string, string[]> = {
-        "tls:index/privateKey:PrivateKey": [
-          "privateKeyPem",
-          "privateKeyOpenssh",
-          "privateKeyPemPkcs8",
-        ],
-        [T.server]: ["userData"],
-        "command:remote:Command": ["connection", "stdin"],
-      };
-      for (const [key, value] of Object.entries(args.props)) {
-        if ((allowed[args.type] ?? []).includes(key)) continue;
-        if (JSON.stringify(value ?? null).includes("PRIVATE KEY-----")) {
-          report(`${args.type} ${args.name}: property '${key}' holds a private key`);
-        }
+      for (const [key, value] of knownEntries(args.props)) {
+        if ((SECRET_PROPERTIES[args.type] ?? []).includes(key)) continue;
+        const found = findKeyMaterial(value);
+        if (found) report(`${args.type} ${args.name}: property '${key}' holds ${found}`);
       }
     },
   },
@@ -196,21 +219,47 @@ export const policies: ResourceValidationPolicy[] = [
  * Rules over the whole stack. A policy sees secret values already unwrapped, so it cannot
  * tell a secret output from a plain one; that every secret output is secret is proven by the
  * tests under mocks (tests/mailstack.test.ts, tests/program.test.ts). What a policy can
- * refuse is key material in any output at all: the stack exports none.
+ * refuse is key material or a token in any output at all: the stack exports none.
  */
 export const stackPolicies: StackValidationPolicy[] = [
   {
     name: "no-private-key-in-outputs",
-    description: "No stack output carries a private key.",
+    description: "No stack output carries a private key, in any encoding, or an API token.",
     enforcementLevel: "mandatory",
     validateStack: (args, report) => {
       for (const r of args.resources) {
         if (r.type !== "pulumi:pulumi:Stack") continue;
-        for (const [key, value] of Object.entries(r.props)) {
-          if (JSON.stringify(value ?? null).includes("PRIVATE KEY-----")) {
-            report(`stack output '${key}' holds a private key`);
-          }
+        for (const [key, value] of knownEntries(r.props)) {
+          const found = findKeyMaterial(value);
+          if (found) report(`stack output '${key}' holds ${found}`);
         }
+      }
+    },
+  },
+  {
+    name: "prod-dnssec",
+    description:
+      "In production the zone of the mail records is signed: a ZoneDnssec with status 'active' (mailstack:dnssec). TLSA and DANE depend on it.",
+    enforcementLevel: "mandatory",
+    configSchema: environmentSchema,
+    validateStack: (args, report) => {
+      if (!isProduction(args)) return;
+      const zones = (
+        type: string,
+        match: (props: Record<string, unknown>) => boolean = () => true,
+      ) =>
+        new Set(
+          args.resources
+            .filter((r) => r.type === type && match(r.props))
+            .map((r) => String(r.props.zoneId)),
+        );
+      const signed = zones(T.zoneDnssec, (p) => p.status === "active");
+      if (signed.size === 0) {
+        report("no ZoneDnssec with status 'active': production needs mailstack:dnssec true");
+        return;
+      }
+      for (const zone of zones(T.record)) {
+        if (!signed.has(zone)) report(`zone ${zone} holds mail records but is not signed`);
       }
     },
   },

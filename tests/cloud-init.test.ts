@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -94,15 +94,21 @@ describe("userData", () => {
     );
   });
 
-  test("allows key-only SSH, for the admin account only, never root", () => {
+  test("allows key-only SSH, for the admin and deployment accounts only, never root", () => {
     expect(doc.ssh_pwauth).toBe(false);
     expect(doc.disable_root).toBe(true);
+    // No key through cloud-init: each account's keys are in root's file under
+    // /etc/ssh/authorized_keys, which the account cannot change.
     expect(doc.users).toEqual([
-      expect.objectContaining({
+      {
         name: "admin",
+        gecos: "mailstack admin",
+        groups: ["adm", "sudo"],
+        shell: "/bin/bash",
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
         lock_passwd: true,
-        ssh_authorized_keys: [DEPLOY_KEY.publicOpenssh.trim()],
-      }),
+      },
+      { name: "deploy", gecos: "mailstack deployment", shell: "/bin/sh", lock_passwd: true },
     ]);
     const sshd = file("/etc/ssh/sshd_config.d/10-mailstack.conf");
     for (const line of [
@@ -110,9 +116,51 @@ describe("userData", () => {
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
       "AuthenticationMethods publickey",
+      "AuthorizedKeysFile /etc/ssh/authorized_keys/%u",
+      "AllowUsers admin deploy",
+      "LogLevel VERBOSE",
+      "KexAlgorithms sntrup761x25519-sha512@openssh.com,mlkem768x25519-sha256,curve25519-sha256,curve25519-sha256@libssh.org",
+      "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com",
+      "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
     ]) {
-      expect(sshd).toMatch(new RegExp(`^${line}$`, "m"));
+      expect(sshd).toMatch(new RegExp(`^${line.replace(/[.+]/g, "\\$&")}$`, "m"));
     }
+  });
+
+  test("binds the deployment key to mailstack-deploy: no shell, no forwarding, no other command", () => {
+    const entry = doc.write_files.find(
+      (w: { path: string }) => w.path === "/etc/ssh/authorized_keys/deploy",
+    );
+    expect(entry).toEqual({
+      path: "/etc/ssh/authorized_keys/deploy",
+      owner: "root:root",
+      permissions: "0644",
+      content: `restrict,command="sudo -n /usr/local/sbin/mailstack-deploy" ${DEPLOY_KEY.publicOpenssh.trim()}\n`,
+    });
+    expect(file("/usr/local/sbin/mailstack-deploy")).toBe(
+      readFileSync(join(__dirname, "..", "cloud-init", "files", "mailstack-deploy"), "utf8"),
+    );
+  });
+
+  test("lets the deployment account run mailstack-deploy as root, and nothing else", () => {
+    const rule = file("/etc/sudoers.d/mailstack-deploy");
+    expect(rule.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([
+      'Defaults:deploy env_keep += "SSH_ORIGINAL_COMMAND"',
+      'deploy ALL=(root) NOPASSWD: /usr/local/sbin/mailstack-deploy ""',
+    ]);
+    expect(
+      doc.write_files.find((w: { path: string }) => w.path === "/etc/sudoers.d/mailstack-deploy")
+        .permissions,
+    ).toBe("0440");
+    // sudo's own parser accepts it (a rejected file would lock the deployment out).
+    expect(() =>
+      execFileSync("visudo", ["-c", "-q", "-f", writeTmp("sudoers", rule)], { stdio: "pipe" }),
+    ).not.toThrow();
+    expect(() =>
+      execFileSync("visudo", ["-c", "-q", "-f", writeTmp("sudoers-bad", `${rule}deploy ALL=(\n`)], {
+        stdio: "pipe",
+      }),
+    ).toThrow();
   });
 
   test("sets the host name to the MX host", () => {
@@ -200,6 +248,20 @@ describe("host firewall (nftables)", () => {
     // Packages installed at first boot must not be reachable with Debian's defaults.
     for (const port of [25, 465, 587, 993, 4190, 9100])
       expect(first).not.toMatch(new RegExp(`dport ${port} `));
+  });
+
+  test("drops loopback addresses arriving anywhere but lo, before lo is accepted", () => {
+    const input = conf.slice(conf.indexOf("chain input"), conf.indexOf("chain forward"));
+    const lines = input.split("\n").map((l) => l.trim());
+    const drops = [
+      'iif != "lo" ip saddr 127.0.0.0/8 drop',
+      'iif != "lo" ip daddr 127.0.0.0/8 drop',
+      'iif != "lo" ip6 saddr ::1 drop',
+      'iif != "lo" ip6 daddr ::1 drop',
+    ];
+    for (const d of drops) expect(lines.indexOf(d)).toBeGreaterThan(-1);
+    const loAccept = lines.indexOf('iif "lo" accept');
+    expect(Math.max(...drops.map((d) => lines.indexOf(d)))).toBeLessThan(loAccept);
   });
 
   test("loads in nft's checker", () => {

@@ -1,8 +1,9 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { join } from "node:path";
 import {
   renderBundle,
   shellQuote,
-  provisionCommand,
+  provisionInput,
   PROVISION_SCRIPT,
 } from "../components/host-files";
 
@@ -43,7 +44,7 @@ describe("provisioning bundle", () => {
   });
 });
 
-describe("provisioning command", () => {
+describe("provisioning input", () => {
   test.each(["plain", "it's", "'", "a\nb", '$(reboot) `x` "y" \\z'])(
     "shellQuote keeps %j intact",
     (text) => {
@@ -51,14 +52,60 @@ describe("provisioning command", () => {
     },
   );
 
-  test("runs the provisioning script, byte for byte, as root through sudo", () => {
-    const cmd = provisionCommand();
-    expect(cmd.startsWith("sudo -n /bin/bash -c ")).toBe(true);
-    // What bash receives as the script is exactly the file.
-    const script = execFileSync("bash", [
-      "-c",
-      `printf %s ${cmd.slice("sudo -n /bin/bash -c ".length, cmd.lastIndexOf(" "))}`,
-    ]);
-    expect(script.toString()).toBe(PROVISION_SCRIPT);
+  test("sends the provisioning program first, byte for byte, then the bundle", () => {
+    const files = [{ path: "/etc/x", mode: "0644", owner: "root", group: "root", content: "x" }];
+    const [first, ...rest] = provisionInput(files).split("\n");
+    const [name, program] = first.split(" ");
+    expect(name).toBe("mailstack-provision");
+    expect(Buffer.from(program, "base64").toString("utf8")).toBe(PROVISION_SCRIPT);
+    expect(rest.join("\n")).toBe(renderBundle(files));
+  });
+});
+
+// The program the deployment key is bound to, run here as sshd would run it (as root, the
+// client's request in SSH_ORIGINAL_COMMAND).
+describe("mailstack-deploy", () => {
+  const deploy = (request: string | undefined, input = "") => {
+    const env = { ...process.env };
+    delete env.SSH_ORIGINAL_COMMAND;
+    if (request !== undefined) env.SSH_ORIGINAL_COMMAND = request;
+    const res = spawnSync(
+      "bash",
+      [join(__dirname, "..", "cloud-init", "files", "mailstack-deploy")],
+      {
+        env,
+        input,
+        encoding: "utf8",
+      },
+    );
+    return { status: res.status, stdout: res.stdout, stderr: res.stderr };
+  };
+  const program = (text: string) => `mailstack-provision ${Buffer.from(text).toString("base64")}\n`;
+
+  test.each([undefined, "", "id", "bash", "sudo -i", "provision; id", "status && id"])(
+    "refuses the request %j",
+    (request) => {
+      const res = deploy(request, program("echo ran"));
+      expect(res.status).toBe(2);
+      expect(res.stdout).toBe("");
+      expect(res.stderr).toMatch(/is not a deployment request \(provision or status\)/);
+    },
+  );
+
+  test("runs the program it is given, with the rest of standard input (the control)", () => {
+    const res = deploy("provision", `${program("echo ran; cat")}/etc/x 0644 root root eA==\n`);
+    expect(res).toEqual({ status: 0, stdout: "ran\n/etc/x 0644 root root eA==\n", stderr: "" });
+  });
+
+  test("refuses standard input that does not start with the provisioning program", () => {
+    expect(deploy("provision", "/etc/x 0644 root root eA==\n")).toMatchObject({
+      status: 2,
+      stdout: "",
+      stderr: expect.stringMatching(/does not start with the provisioning program/),
+    });
+    expect(deploy("provision", "")).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/no provisioning program on standard input/),
+    });
   });
 });

@@ -35,6 +35,19 @@ real.each(HOSTS.map((h) => [h.name, h] as const))("%s", (name, h) => {
     expect(onHost(h, "apt-get -q update 2>&1")).not.toMatch(/NO_PUBKEY|not signed|insecure/i);
   });
 
+  test("pending updates were applied at first boot, before any service was allowed to start", () => {
+    const log = onHost(h, "grep -E '^mailstack-bootstrap: ' /var/log/cloud-init-output.log")
+      .trim()
+      .split("\n");
+    const applied = log.findIndex((l) =>
+      /^mailstack-bootstrap: applied \d+ pending updates$/.test(l),
+    );
+    const installed = log.findIndex((l) => /installed \d+ packages in \d+ s$/.test(l));
+    // Both while policy-rc.d kept services stopped, which ends with the "installed" line.
+    expect(applied).toBeGreaterThan(-1);
+    expect(applied).toBeLessThan(installed);
+  });
+
   test("between installation and provisioning only SSH answered, and no mail service ran", () => {
     expect(first.openPorts).toEqual([22]);
     expect(first.running).toEqual([]);

@@ -80,7 +80,7 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
         "true",
       ]);
       expect(pw.out).toMatch(/Permission denied \(publickey\)/);
-      // The deployment key opens the admin account, never root's.
+      // A person's key opens the admin account; no key opens root's.
       expect(ssh(h, keys(h), "true").status).toBe(0);
       const asRoot = local("ssh", [
         "-i",

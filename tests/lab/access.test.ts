@@ -1,0 +1,212 @@
+// Least privilege on a real host: the deployment key runs one program and nothing else,
+// people log in with their own keys, keys are root's, sshd speaks only modern algorithms,
+// provisioning never leaves a rejected file in place, and the certificate job runs sandboxed.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { HostFile } from "../../components/host-files";
+import { deployStatus, labHostFilesOf, provisionWith } from "../../lab/lab";
+import { ssh, type SshOptions } from "../../lab/ssh";
+import { keyDir } from "../../lab/keys";
+import { HOSTS, keys, local, onHost } from "./support";
+
+const alpha = HOSTS[0];
+const as = (account: SshOptions["account"], command: string, opts: SshOptions = {}) =>
+  ssh(alpha, keys(alpha), command, { account, ...opts });
+const fingerprint = (publicOpenssh: string) => {
+  const file = join(mkdtempSync(join(tmpdir(), "mailstack-key-")), "key.pub");
+  writeFileSync(file, publicOpenssh);
+  return local("ssh-keygen", ["-l", "-E", "sha256", "-f", file]).out.split(" ")[1];
+};
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+const sha = (path: string) => onHost(alpha, `sha256sum ${path}`).split(" ")[0];
+
+describe("the deployment key", () => {
+  test.each(["id", "sudo -n id", "bash -i", "cat /etc/shadow", "provision; id"])(
+    "cannot run %j: the host answers with mailstack-deploy's refusal",
+    (command) => {
+      const res = as("deploy", command);
+      expect(res.status).toBe(2);
+      expect(res.stdout).not.toMatch(/uid=|root:/);
+      expect(res.stderr).toMatch(/is not a deployment request \(provision or status\)/);
+    },
+  );
+
+  test("gets its own request answered (the control)", async () => {
+    const res = await deployStatus(alpha);
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/^status: done$/m);
+    expect(res.stdout).toMatch(/^unit postfix active$/m);
+  });
+
+  test("does not open the admin account; a person's key does, with sudo", () => {
+    const wrong = as("admin", "true", { keyFile: join(keyDir(alpha.name), "deploy_key") });
+    expect(wrong.status).toBe(255);
+    expect(wrong.stderr).toMatch(/Permission denied \(publickey\)/);
+    const person = as("admin", "id -un; sudo -n id -u");
+    expect([person.status, person.stdout]).toEqual([0, "admin\n0\n"]);
+  });
+});
+
+describe("keys are root's", () => {
+  test("every account's keys are in root's files, which the admin account cannot change", () => {
+    expect(
+      onHost(
+        alpha,
+        "stat -c '%n %U:%G %a' /etc/ssh/authorized_keys /etc/ssh/authorized_keys/admin /etc/ssh/authorized_keys/deploy",
+      ),
+    ).toBe(
+      "/etc/ssh/authorized_keys root:root 755\n" +
+        "/etc/ssh/authorized_keys/admin root:root 644\n" +
+        "/etc/ssh/authorized_keys/deploy root:root 644\n",
+    );
+    const write = as("admin", "echo x >> /etc/ssh/authorized_keys/admin");
+    expect(write.status).not.toBe(0);
+    expect(write.stderr).toMatch(/Permission denied/);
+    // The same account can write its own home (the refusal is about the file, not the shell).
+    expect(as("admin", "touch ~/probe && rm ~/probe").status).toBe(0);
+  });
+
+  test("a key planted in ~/.ssh/authorized_keys opens nothing", () => {
+    const planted = keys(alpha).deploy.publicOpenssh.trim();
+    expect(
+      as("admin", `mkdir -p ~/.ssh && echo '${planted}' > ~/.ssh/authorized_keys`).status,
+    ).toBe(0);
+    try {
+      const res = as("admin", "true", { keyFile: join(keyDir(alpha.name), "deploy_key") });
+      expect(res.status).toBe(255);
+      expect(res.stderr).toMatch(/Permission denied \(publickey\)/);
+      expect(as("admin", "true").status).toBe(0);
+    } finally {
+      as("admin", "rm -f ~/.ssh/authorized_keys");
+    }
+  });
+
+  test("sshd and sudo logs tell the deployment and people apart", async () => {
+    await deployStatus(alpha);
+    onHost(alpha, "true");
+    const sshd = onHost(alpha, "journalctl -u ssh --no-pager -o cat");
+    expect(sshd).toMatch(
+      new RegExp(
+        `Accepted publickey for deploy .* ED25519 ${escape(fingerprint(keys(alpha).deploy.publicOpenssh))}`,
+      ),
+    );
+    expect(sshd).toMatch(
+      new RegExp(
+        `Accepted publickey for admin .* ED25519 ${escape(fingerprint(keys(alpha).admin.publicOpenssh))}`,
+      ),
+    );
+    // VERBOSE: which file, which key.
+    expect(sshd).toMatch(/Accepted key ED25519 \S+ found at \/etc\/ssh\/authorized_keys\/deploy/);
+    const sudo = onHost(alpha, "journalctl _COMM=sudo --no-pager -o cat");
+    expect(sudo).toMatch(/deploy : .*USER=root ; COMMAND=\/usr\/local\/sbin\/mailstack-deploy$/m);
+    expect(sudo).toMatch(/admin : .*USER=root ; COMMAND=\S*\/bash -c /m);
+  });
+});
+
+describe("sshd", () => {
+  test("offers only the configured key exchanges, ciphers and MACs", () => {
+    const config = onHost(alpha, "sshd -T");
+    expect(config).toMatch(
+      /^kexalgorithms sntrup761x25519-sha512@openssh.com,mlkem768x25519-sha256,curve25519-sha256,curve25519-sha256@libssh.org$/m,
+    );
+    expect(config).toMatch(
+      /^ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com$/m,
+    );
+    expect(config).toMatch(/^macs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com$/m);
+    expect(config).toMatch(/^loglevel VERBOSE$/m);
+    const allowed = config
+      .split("\n")
+      .filter((l) => l.startsWith("allowusers "))
+      .flatMap((l) => l.split(" ").slice(1));
+    expect(allowed.sort()).toEqual(["admin", "deploy"]);
+  });
+
+  test.each([
+    ["Ciphers=aes128-ctr", /no matching cipher found/],
+    ["KexAlgorithms=diffie-hellman-group14-sha256", /no matching key exchange method found/],
+  ])("refuses a client offering only %s", (option, message) => {
+    const res = as("admin", "true", { options: option.split(",") });
+    expect(res.status).toBe(255);
+    expect(res.stderr).toMatch(message);
+  });
+
+  test("accepts the same client with its defaults (the control)", () => {
+    expect(as("admin", "true").status).toBe(0);
+  });
+});
+
+describe("provisioning never leaves a rejected file in place", () => {
+  let files: HostFile[];
+  beforeAll(async () => {
+    files = await labHostFilesOf(alpha);
+  });
+  const withContent = (path: string, edit: (text: string) => string) =>
+    files.map((f) => (f.path === path ? { ...f, content: edit(f.content) } : f));
+
+  test("a firewall nft refuses is not installed at all", async () => {
+    const before = sha("/etc/nftables.conf");
+    const res = await provisionWith(
+      alpha,
+      withContent(
+        "/etc/nftables.conf",
+        (t) => `${t}\ntable inet broken { chain x { nonsense } }\n`,
+      ),
+    );
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(/the new \/etc\/nftables.conf does not load; nothing was installed/);
+    expect(sha("/etc/nftables.conf")).toBe(before);
+  });
+
+  test("a Postfix setting postconf warns about is put back, and nothing restarts", async () => {
+    const before = sha("/etc/postfix/main.cf");
+    const pid = onHost(alpha, "systemctl show -P MainPID postfix").trim();
+    const res = await provisionWith(
+      alpha,
+      withContent("/etc/postfix/main.cf", (t) => `${t}\nmailstack_no_such_parameter = yes\n`),
+    );
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(
+      /postconf warns about main.cf; the previous files are back in place/,
+    );
+    expect(sha("/etc/postfix/main.cf")).toBe(before);
+    expect(onHost(alpha, "systemctl show -P MainPID postfix").trim()).toBe(pid);
+  });
+
+  test("the stack's own files are accepted (the control)", async () => {
+    const res = await provisionWith(alpha, files);
+    expect(res.status).toBe(0);
+    expect(res.stderr).toMatch(/mail services ready/);
+  });
+});
+
+describe("the certificate job", () => {
+  test("runs sandboxed, and still does its work", () => {
+    const scores = onHost(
+      alpha,
+      "for u in mailstack-cert postfix dovecot rspamd redis-server unbound clamav-daemon fail2ban; do " +
+        "printf '%s ' $u; systemd-analyze security --no-pager $u.service | tail -n 1; done",
+    );
+    process.stdout.write(`systemd-analyze security (exposure, 0 best, 10 worst):\n${scores}`);
+    const exposure = Number(scores.match(/^mailstack-cert .*: (\d+\.\d+)/m)?.[1]);
+    expect(exposure).toBeLessThan(3);
+    onHost(alpha, "systemctl start mailstack-cert.service");
+    expect(onHost(alpha, "systemctl show -P Result mailstack-cert.service").trim()).toBe("success");
+    expect(
+      onHost(alpha, "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -checkend 86400"),
+    ).toMatch(/will not expire/);
+  });
+});
+
+describe("the host firewall", () => {
+  test("drops loopback addresses arriving anywhere but lo", () => {
+    const rules = onHost(alpha, "nft list chain inet mailstack input");
+    for (const rule of [
+      'iif != "lo" ip saddr 127.0.0.0/8 drop',
+      'iif != "lo" ip daddr 127.0.0.0/8 drop',
+      'iif != "lo" ip6 saddr ::1 drop',
+      'iif != "lo" ip6 daddr ::1 drop',
+    ])
+      expect(rules).toContain(rule);
+  });
+});
