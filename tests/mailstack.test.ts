@@ -92,12 +92,13 @@ const NARROWED_RAW: Record<string, unknown> = {
 };
 delete NARROWED_RAW.acmeDnsToken;
 
-/** The files provisioning sends, by path. */
+/** The files provisioning sends, by path (after the first line, the program). */
 function sentFiles(d: Deployed): Record<string, { mode: string; owner: string; content: string }> {
   return Object.fromEntries(
     secretInput(d.one(T.command).inputs.stdin)
       .trim()
       .split("\n")
+      .slice(1)
       .map((line) => {
         const [path, mode, owner, , b64] = line.split(" ");
         return [path, { mode, owner, content: Buffer.from(b64, "base64").toString() }];
