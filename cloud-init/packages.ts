@@ -24,10 +24,12 @@ const BASE_PACKAGES = [
   "nftables",
   "fail2ban",
   "unattended-upgrades",
-  // Certificates by DNS-01 (Cloudflare in production, RFC 2136 in the lab).
+  // Certificates by DNS-01. certbot's DNS plugins follow no CNAME, so mailstack-acme-hook
+  // writes the challenge where it is delegated: with curl through Cloudflare's API in
+  // production, with knsupdate (RFC 2136) in the lab.
   "certbot",
-  "python3-certbot-dns-cloudflare",
-  "python3-certbot-dns-rfc2136",
+  "curl",
+  "knot-dnsutils",
   // Encrypted backups.
   "restic",
   // Metrics for Prometheus.

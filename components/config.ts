@@ -66,6 +66,20 @@ export interface MailStackConfig {
   tlsRptEmail: string;
   acmeEmail: string;
   acmeStaging: boolean;
+  /**
+   * A Cloudflare zone that holds nothing but ACME challenges (acme-dns style). When set,
+   * `_acme-challenge.<mailHost>` is a CNAME into it and the host may write only there.
+   */
+  acmeChallengeZone?: string;
+  /** The 32 hex digit ID of `acmeChallengeZone`; set with it. */
+  acmeChallengeZoneId?: string;
+  /**
+   * When the token the stack makes for the host stops working (ISO 8601, UTC); none when
+   * unset. Only for the stack's own token (`acmeDnsToken` unset).
+   */
+  acmeTokenExpiresOn?: string;
+  /** The host's DNS token is one the user supplied (`acmeDnsToken`), not one the stack makes. */
+  acmeDnsTokenSupplied: boolean;
   /** The CA domain that CAA allows to issue for the mail host. */
   caaIssuer: string;
   dnssec: boolean;
@@ -107,6 +121,9 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   tlsRptEmail: "string",
   acmeEmail: "string",
   acmeStaging: "boolean",
+  acmeChallengeZone: "string",
+  acmeChallengeZoneId: "string",
+  acmeTokenExpiresOn: "string",
   caaIssuer: "string",
   dnssec: "boolean",
   clamav: "boolean",
@@ -125,8 +142,11 @@ export const CONFIG_KEYS: Record<string, Kind> = {
 
 /** Secrets of the contract: read as Pulumi secrets, never as plain values. */
 export interface MailStackSecrets {
-  /** Cloudflare API token the host uses for ACME DNS-01: Zone.DNS edit on this zone only. */
-  acmeDnsToken: pulumi.Output<string>;
+  /**
+   * Cloudflare API token the host uses for ACME DNS-01, when the user supplies one: DNS edit
+   * on the challenge zone (or this zone) only. Unset: the stack makes a narrower one.
+   */
+  acmeDnsToken?: pulumi.Output<string>;
   /** SASL password for `relayUser` at `relayHost`; set only together with them. */
   relayPassword?: pulumi.Output<string>;
 }
@@ -183,8 +203,9 @@ export function readConfig(): MailStackConfig {
 export function readSecrets(): MailStackSecrets {
   const config = new pulumi.Config("mailstack");
   const relayPassword = config.getSecret("relayPassword");
+  const acmeDnsToken = config.getSecret("acmeDnsToken");
   return {
-    acmeDnsToken: config.requireSecret("acmeDnsToken"),
+    ...(acmeDnsToken !== undefined ? { acmeDnsToken } : {}),
     ...(relayPassword !== undefined ? { relayPassword } : {}),
   };
 }
@@ -413,17 +434,78 @@ export function parseConfig(
     }
   }
 
-  if (missing("acmeDnsToken")) {
+  // --- ACME DNS-01 --------------------------------------------------------------------
+  // The host's DNS credential is the one secret on the most exposed machine: it may write
+  // only the challenge zone when there is one, and the stack makes it unless one is supplied.
+  const acmeDnsTokenSupplied = values.acmeDnsToken !== undefined && values.acmeDnsToken !== "";
+  let acmeChallengeZone = str("acmeChallengeZone")?.toLowerCase().replace(/\.$/, "");
+  const acmeChallengeZoneId = str("acmeChallengeZoneId");
+  if (acmeChallengeZone !== undefined) {
+    if (!isDomainName(acmeChallengeZone)) {
+      fail(
+        "acmeChallengeZone",
+        "must be the DNS name of a Cloudflare zone that holds only ACME challenges, e.g. acme-example.net",
+        acmeChallengeZone,
+      );
+      acmeChallengeZone = undefined;
+    } else if (domain && acmeChallengeZone === domain) {
+      fail(
+        "acmeChallengeZone",
+        "must be a zone other than domain: the point is that the host cannot write the mail zone",
+        acmeChallengeZone,
+      );
+      acmeChallengeZone = undefined;
+    } else if (domain && `${mailHost}.${acmeChallengeZone}`.length > 253) {
+      fail(
+        "acmeChallengeZone",
+        `makes the challenge name ${mailHost}.${acmeChallengeZone} longer than 253 characters`,
+        acmeChallengeZone,
+      );
+    }
+    if (acmeChallengeZoneId === undefined) {
+      fail(
+        "acmeChallengeZoneId",
+        "is required when acmeChallengeZone is set: the 32 hex digit ID of that zone",
+        undefined,
+      );
+    }
+  } else if (acmeChallengeZoneId !== undefined && !broken.has("acmeChallengeZone")) {
     fail(
-      "acmeDnsToken",
-      "is required: a Cloudflare API token with Zone.DNS edit on this zone only, for the host's " +
-        "DNS-01 challenges (pulumi config set --secret mailstack:acmeDnsToken)",
-      undefined,
+      "acmeChallengeZoneId",
+      "is set but acmeChallengeZone is not: set the zone's name too",
+      acmeChallengeZoneId,
     );
+  }
+  if (acmeChallengeZoneId !== undefined) {
+    if (!/^[0-9a-f]{32}$/.test(acmeChallengeZoneId)) {
+      fail("acmeChallengeZoneId", "must be the 32 hex digit zone ID", acmeChallengeZoneId);
+    } else if (acmeChallengeZoneId === cloudflareZoneId) {
+      fail(
+        "acmeChallengeZoneId",
+        "is the mail zone's ID (cloudflareZoneId): the challenge zone must be a zone of its own",
+        acmeChallengeZoneId,
+      );
+    }
+  }
+  const acmeTokenExpiresOn = str("acmeTokenExpiresOn");
+  if (acmeTokenExpiresOn !== undefined) {
+    if (!ISO_UTC.test(acmeTokenExpiresOn) || Number.isNaN(Date.parse(acmeTokenExpiresOn))) {
+      fail(
+        "acmeTokenExpiresOn",
+        "must be a UTC time in ISO 8601, e.g. 2027-01-01T00:00:00Z",
+        acmeTokenExpiresOn,
+      );
+    } else if (acmeDnsTokenSupplied) {
+      fail(
+        "acmeTokenExpiresOn",
+        "applies only to the token the stack makes: unset acmeDnsToken, or set the expiry on your token at Cloudflare",
+        acmeTokenExpiresOn,
+      );
+    }
   }
 
   const expiresAt = str("expiresAt");
-  if (expiresAt !== undefined && !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z$/.test(expiresAt)) {
+  if (expiresAt !== undefined && !ISO_UTC.test(expiresAt)) {
     fail("expiresAt", "must be a UTC time in ISO 8601, e.g. 2026-12-01T18:00:00Z", expiresAt);
   }
 
@@ -465,6 +547,9 @@ export function parseConfig(
     tlsRptEmail,
     acmeEmail,
     acmeStaging,
+    ...(acmeChallengeZone && acmeChallengeZoneId ? { acmeChallengeZone, acmeChallengeZoneId } : {}),
+    ...(acmeTokenExpiresOn ? { acmeTokenExpiresOn } : {}),
+    acmeDnsTokenSupplied,
     caaIssuer,
     dnssec,
     clamav,
@@ -481,6 +566,9 @@ export function parseConfig(
 }
 
 type Fail = (key: string, rule: string, value: unknown) => void;
+
+/** A UTC time in ISO 8601, as `expiresAt` and `acmeTokenExpiresOn` take it. */
+const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z$/;
 
 /** Writes line breaks and NUL as JSON escapes, as `show` does for values. */
 function escapeLineBreaks(text: string): string {

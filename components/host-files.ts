@@ -14,6 +14,7 @@ import {
   type MailUser,
 } from "./host-config";
 import { dovecotPasswordHash } from "./passwords";
+import { acmeChallengeName } from "./records";
 
 export interface HostFile {
   /** Absolute path on the host. */
@@ -31,15 +32,27 @@ export const KEY_DIR = "/etc/mailstack";
 export const dkimKeyPath = (selector: string) => `${KEY_DIR}/dkim/${selector}.key`;
 export const TLS_KEY_PATH = `${KEY_DIR}/tls/mail.key`;
 
-/** How the host proves control of its name for ACME: which DNS API writes the challenge. */
+/**
+ * How the host writes its ACME DNS-01 challenge: through Cloudflare's API into one zone, or
+ * by RFC 2136 (the lab's knot). Either way only into `AcmeSettings.challenge.zone`.
+ */
 export type AcmeDns =
-  | { kind: "cloudflare"; apiToken: string }
-  | { kind: "rfc2136"; server: string; keyName: string; keySecret: string; algorithm: string };
+  | { kind: "cloudflare"; apiToken: string; zoneId: string }
+  | {
+      kind: "rfc2136";
+      server: string;
+      port?: number;
+      keyName: string;
+      keySecret: string;
+      algorithm: string;
+    };
 
 export interface AcmeSettings {
   /** ACME directory URL. */
   directory: string;
   email: string;
+  /** Where the TXT record goes (records.ts acmeChallengeName). */
+  challenge: { name: string; zone: string };
   dns: AcmeDns;
   /** The CA of a private ACME server (the lab's), trusted for talking to that server only. */
   caCertificatePem?: string;
@@ -53,7 +66,12 @@ export function stackAcme(cfg: MailStackConfig, cloudflareToken: string): AcmeSe
   return {
     directory: cfg.acmeStaging ? LETS_ENCRYPT_STAGING : LETS_ENCRYPT,
     email: cfg.acmeEmail,
-    dns: { kind: "cloudflare", apiToken: cloudflareToken },
+    challenge: acmeChallengeName(cfg),
+    dns: {
+      kind: "cloudflare",
+      apiToken: cloudflareToken,
+      zoneId: cfg.acmeChallengeZoneId ?? cfg.cloudflareZoneId,
+    },
   };
 }
 
@@ -70,19 +88,24 @@ export interface HostFileSettings {
   acme: AcmeSettings;
 }
 
-const CERTBOT_PLUGIN = { cloudflare: "dns-cloudflare", rfc2136: "dns-rfc2136" } as const;
-
 /** Cloudflare's DNS answers within seconds; give its edge a margin. A lab server is at once. */
 const PROPAGATION_SECONDS = { cloudflare: 30, rfc2136: 2 } as const;
 
+/** The DNS API credential, read by mailstack-acme-hook (`key = value` lines). */
 function acmeCredentials(dns: AcmeDns): string {
-  if (dns.kind === "cloudflare") return `dns_cloudflare_api_token = ${dns.apiToken}\n`;
+  if (dns.kind === "cloudflare") {
+    return [
+      `dns_cloudflare_api_token = ${dns.apiToken}`,
+      `dns_cloudflare_zone_id = ${dns.zoneId}`,
+      "",
+    ].join("\n");
+  }
   return [
     `dns_rfc2136_server = ${dns.server}`,
-    "dns_rfc2136_port = 53",
+    `dns_rfc2136_port = ${dns.port ?? 53}`,
     `dns_rfc2136_name = ${dns.keyName}`,
     `dns_rfc2136_secret = ${dns.keySecret}`,
-    `dns_rfc2136_algorithm = ${dns.algorithm.toUpperCase()}`,
+    `dns_rfc2136_algorithm = ${dns.algorithm.toLowerCase()}`,
     "",
   ].join("\n");
 }
@@ -135,13 +158,16 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
         `MAILSTACK_FQDN=${shellQuote(s.fqdn)}`,
         `ACME_SERVER=${shellQuote(s.acme.directory)}`,
         `ACME_EMAIL=${shellQuote(s.acme.email)}`,
-        `DNS_PLUGIN=${CERTBOT_PLUGIN[s.acme.dns.kind]}`,
+        `ACME_CHALLENGE_NAME=${shellQuote(s.acme.challenge.name)}`,
+        `ACME_CHALLENGE_ZONE=${shellQuote(s.acme.challenge.zone)}`,
+        `DNS_API=${s.acme.dns.kind}`,
         `DNS_PROPAGATION_SECONDS=${PROPAGATION_SECONDS[s.acme.dns.kind]}`,
         "",
       ].join("\n"),
     },
     {
-      // The DNS API credential: it may write this zone's records, so root only.
+      // The DNS API credential: it may write the challenge zone (or, without one, the mail
+      // zone), so root only.
       path: `${KEY_DIR}/acme-dns.ini`,
       mode: "0600",
       owner: "root",
@@ -166,13 +192,13 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       group: "root",
       content: script(name),
     })),
-    {
-      path: "/usr/local/sbin/mailstack-cert",
+    ...["mailstack-cert", "mailstack-acme-hook"].map((name) => ({
+      path: `/usr/local/sbin/${name}`,
       mode: "0755",
       owner: "root",
       group: "root",
-      content: script("mailstack-cert"),
-    },
+      content: script(name),
+    })),
   ];
 }
 

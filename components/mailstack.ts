@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { AcmeToken, tokenExpiryNotice } from "./acme-token";
 import { clientSettings, type ClientSettings } from "./client-settings";
 import type { MailStackConfig } from "./config";
 import { monthlyCostEur } from "./cost";
@@ -14,8 +15,11 @@ import { MailServer } from "./server";
 export interface MailStackArgs {
   /** The validated config (components/config.ts). */
   config: MailStackConfig;
-  /** Cloudflare token the host uses for ACME DNS-01 (`mailstack:acmeDnsToken`, secret). */
-  acmeDnsToken: pulumi.Input<string>;
+  /**
+   * Cloudflare token the host uses for ACME DNS-01 (`mailstack:acmeDnsToken`, secret), when
+   * the user supplies one. Unset: the stack makes its own (AcmeToken), narrower one.
+   */
+  acmeDnsToken?: pulumi.Input<string>;
   /** SASL password at `relayHost` (`mailstack:relayPassword`, secret). */
   relayPassword?: pulumi.Input<string>;
 }
@@ -30,6 +34,8 @@ export class MailStack extends pulumi.ComponentResource {
   readonly server: MailServer;
   readonly dns: MailDns;
   readonly provisioning: Provisioning;
+  /** The host's DNS token, when the stack makes it (no `acmeDnsToken` supplied). */
+  readonly acmeToken?: AcmeToken;
 
   readonly mailHost: string;
   readonly ipv4: pulumi.Output<string>;
@@ -62,6 +68,13 @@ export class MailStack extends pulumi.ComponentResource {
       opts,
     );
     const parent = { parent: this };
+
+    // An expired token stops the run before anything changes; one about to expire warns.
+    if (args.acmeDnsToken === undefined) {
+      const notice = tokenExpiryNotice(cfg.acmeTokenExpiresOn, new Date());
+      if (notice?.level === "error") throw new pulumi.ResourceError(notice.message, this);
+      if (notice) void pulumi.log.warn(notice.message, this);
+    }
 
     this.keys = new MailKeys(`${name}-keys`, parent);
 
@@ -104,6 +117,26 @@ export class MailStack extends pulumi.ComponentResource {
       parent,
     );
 
+    // The host's DNS-01 credential: supplied, or made here for exactly what renewal needs.
+    let acmeDnsToken: pulumi.Input<string>;
+    if (args.acmeDnsToken !== undefined) {
+      acmeDnsToken = args.acmeDnsToken;
+    } else {
+      this.acmeToken = new AcmeToken(
+        `${name}-acme-token`,
+        {
+          zoneId: cfg.acmeChallengeZoneId ?? cfg.cloudflareZoneId,
+          mailHost: cfg.mailHost,
+          stack: pulumi.getStack(),
+          ipv4: this.server.ipv4,
+          ipv6Network: this.server.primaryIpv6.ipNetwork,
+          ...(cfg.acmeTokenExpiresOn ? { expiresOn: cfg.acmeTokenExpiresOn } : {}),
+        },
+        parent,
+      );
+      acmeDnsToken = this.acmeToken.value;
+    }
+
     const passwords = cfg.users.map(
       (u) =>
         [
@@ -130,7 +163,7 @@ export class MailStack extends pulumi.ComponentResource {
     const secrets = pulumi.all([
       passwordMap,
       rspamdPassword,
-      args.acmeDnsToken,
+      acmeDnsToken,
       pulumi.output(args.relayPassword),
     ]);
     const files = pulumi

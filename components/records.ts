@@ -3,7 +3,7 @@
 import type { MailStackConfig } from "./config";
 import { dkimRecordText, mtaStsId, mtaStsPolicy, tlsaSpkiSha256, txtPresentation } from "./keymath";
 
-export type RecordType = "A" | "AAAA" | "MX" | "TXT" | "CAA" | "TLSA" | "SRV";
+export type RecordType = "A" | "AAAA" | "MX" | "TXT" | "CAA" | "TLSA" | "SRV" | "CNAME";
 
 /** Structured rdata for the types Cloudflare does not take as plain `content`. */
 export type RecordData =
@@ -36,6 +36,7 @@ export type RecordSettings = Pick<
   | "caaIssuer"
   | "dkimSelector"
   | "dnssec"
+  | "acmeChallengeZone"
 >;
 
 export interface RecordKeys {
@@ -60,6 +61,27 @@ export const CLIENT_SERVICES = [
 
 /** Services the host does not offer: the SRV target "." says so (RFC 2782, RFC 6186 3.4). */
 export const SERVICES_NOT_OFFERED = ["imap", "pop3", "pop3s"] as const;
+
+/** TTL of the challenge CNAME: short, so a change of challenge zone takes effect soon. */
+export const ACME_CNAME_TTL = 300;
+
+/**
+ * Where the host writes its ACME DNS-01 TXT record: `_acme-challenge.<mailHost>` in the mail
+ * zone, or, with a challenge zone, `<mailHost>.<challenge zone>`, which that name is a CNAME
+ * to. The mail host's name in it keeps several stacks apart in one challenge zone.
+ */
+export function acmeChallengeName(
+  s: Pick<RecordSettings, "domain" | "mailHost" | "acmeChallengeZone">,
+): {
+  /** The name the TXT record is written at. */
+  name: string;
+  /** The zone that holds it. */
+  zone: string;
+} {
+  return s.acmeChallengeZone
+    ? { name: `${s.mailHost}.${s.acmeChallengeZone}`, zone: s.acmeChallengeZone }
+    : { name: `_acme-challenge.${s.mailHost}`, zone: s.domain };
+}
 
 export function buildMailRecords(s: RecordSettings, k: RecordKeys): DnsRecord[] {
   const { domain, mailHost } = s;
@@ -89,6 +111,15 @@ export function buildMailRecords(s: RecordSettings, k: RecordKeys): DnsRecord[] 
   caa("issue", `${s.caaIssuer}; validationmethods=dns-01`);
   caa("issuewild", ";");
   caa("iodef", `mailto:${s.acmeEmail}`);
+
+  // ACME DNS-01, delegated (acme-dns style): the CA follows this CNAME to the challenge zone,
+  // the only zone the host's credential may write. Without a challenge zone the host writes
+  // `_acme-challenge.<mailHost>` in this zone itself, and no record is published for it.
+  if (s.acmeChallengeZone) {
+    add(`_acme-challenge.${mailHost}`, "CNAME", acmeChallengeName(s).name, {
+      ttl: ACME_CNAME_TTL,
+    });
+  }
 
   // DANE for inbound SMTP. Without DNSSEC a TLSA record is ignored by senders (RFC 7672),
   // so it is published only on a signed zone.

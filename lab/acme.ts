@@ -3,10 +3,11 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AcmeSettings } from "../components/host-files";
-import { TSIG_ALGORITHM, TSIG_NAME, tsigSecret } from "./dns";
+import { acmeChallengeName } from "../components/records";
+import { TSIG_ALGORITHM, tsigKeyName, tsigSecret } from "./dns";
 import { tail } from "./log";
 import { daemon, run, runIn, waitFor } from "./run";
-import { ACME_DIRECTORY, NETNS, NS_IP4, SERVICES_IP4, STATE_DIR } from "./settings";
+import { ACME_DIRECTORY, NETNS, NS_IP4, SERVICES_IP4, STATE_DIR, type LabHost } from "./settings";
 
 export const ACME_DIR = join(STATE_DIR, "acme");
 const caCert = join(ACME_DIR, "lab-ca.crt");
@@ -133,16 +134,20 @@ export async function startAcme(): Promise<void> {
   );
 }
 
-/** What a lab host uses for ACME: pebble, with challenges written by RFC 2136 to knot. */
-export function labAcme(email: string): AcmeSettings {
+/**
+ * What a lab host uses for ACME: pebble, with challenges written by RFC 2136 to knot, into
+ * the host's challenge zone, where pebble finds them through the CNAME the mail zone holds.
+ */
+export function labAcme(h: LabHost): AcmeSettings {
   return {
     directory: ACME_DIRECTORY,
-    email,
+    email: h.config.acmeEmail,
+    challenge: acmeChallengeName(h.config),
     dns: {
       kind: "rfc2136",
       server: NS_IP4,
-      keyName: TSIG_NAME,
-      keySecret: tsigSecret(),
+      keyName: tsigKeyName(h),
+      keySecret: tsigSecret(tsigKeyName(h)),
       algorithm: TSIG_ALGORITHM,
     },
     caCertificatePem: labCaPem(),

@@ -25,12 +25,21 @@ import {
 } from "./settings";
 
 export const DNS_DIR = join(STATE_DIR, "dns");
-/** TSIG key for RFC 2136 updates: how the hosts write their ACME challenges. */
-export const TSIG_NAME = "acme-update";
+/**
+ * Each host's TSIG key for RFC 2136 updates: how it writes its ACME challenges, into its
+ * challenge zone and nowhere else (knot's ACL), as a Cloudflare token made by the stack may.
+ */
+export const tsigKeyName = (h: LabHost) => `acme-${h.name}`;
 export const TSIG_ALGORITHM = "hmac-sha256";
 
-export function tsigSecret(): string {
-  const file = join(DNS_DIR, "tsig.secret");
+/** A host's challenge zone (config acmeChallengeZone; every lab host has one). */
+export function challengeZone(h: LabHost): string {
+  if (!h.config.acmeChallengeZone) throw new Error(`${h.name} has no acmeChallengeZone`);
+  return h.config.acmeChallengeZone;
+}
+
+export function tsigSecret(keyName: string): string {
+  const file = join(DNS_DIR, `${keyName}.tsig`);
   if (!existsSync(file)) {
     mkdirSync(DNS_DIR, { recursive: true });
     writeFileSync(file, randomBytes(32).toString("base64"), { mode: 0o600 });
@@ -54,6 +63,7 @@ const fqdn = (name: string) => (name.endsWith(".") ? name : `${name}.`);
 export function zoneLine(r: DnsRecord): string {
   let rdata = r.content;
   if (r.type === "MX") rdata = `${r.priority} ${fqdn(r.content)}`;
+  if (r.type === "CNAME") rdata = fqdn(r.content);
   if (r.type === "SRV") {
     const [p, w, port, target] = r.content.split(" ");
     rdata = `${p} ${w} ${port} ${target === "." ? "." : fqdn(target)}`;
@@ -84,6 +94,8 @@ export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record
   for (const h of hosts) {
     const lines = [...soa(h.config.domain), ...hostRecords(h, keysOf(h)).map(zoneLine)];
     out[h.config.domain] = lines.join("\n") + "\n";
+    // The challenge zone holds nothing but what the host writes there.
+    out[challengeZone(h)] = soa(challengeZone(h)).join("\n") + "\n";
   }
   // The name server's own zone, so its NS name resolves; and the outside world's mail
   // clients: client.lab.example sends for lab.example (SPF, DMARC p=quarantine), as any MTA would.
@@ -121,8 +133,14 @@ export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record
   return out;
 }
 
-function knotConfig(zoneNames: string[], mailDomains: string[]): string {
+/** knot's configuration: every zone signed; only challenge zones take updates, each from its host's key. */
+export function knotConfig(
+  zoneNames: string[],
+  hosts: LabHost[],
+  secretOf: (keyName: string) => string = tsigSecret,
+): string {
   const dir = DNS_DIR;
+  const updaterOf = (zone: string) => hosts.find((h) => challengeZone(h) === zone);
   return `server:
     rundir: "${dir}/knot-run"
     listen: [ ${NS_IP4}@53, ${NS_IP6}@53 ]
@@ -132,14 +150,19 @@ log:
 database:
     storage: "${dir}/knot-db"
 key:
-  - id: ${TSIG_NAME}
-    algorithm: ${TSIG_ALGORITHM}
-    secret: ${tsigSecret()}
+${hosts
+  .map(
+    (h) =>
+      `  - id: ${tsigKeyName(h)}\n    algorithm: ${TSIG_ALGORITHM}\n    secret: ${secretOf(tsigKeyName(h))}`,
+  )
+  .join("\n")}
 acl:
-  - id: acme-update
-    address: [ ${LAB_NET4}, ${LAB_NET6} ]
-    key: ${TSIG_NAME}
-    action: update
+${hosts
+  .map(
+    (h) =>
+      `  - id: ${tsigKeyName(h)}\n    address: [ ${LAB_NET4}, ${LAB_NET6} ]\n    key: ${tsigKeyName(h)}\n    action: update`,
+  )
+  .join("\n")}
 policy:
   - id: lab
     algorithm: ecdsap256sha256
@@ -154,7 +177,11 @@ template:
     journal-content: changes
 zone:
 ${zoneNames
-  .map((z) => `  - domain: ${z}.${mailDomains.includes(z) ? "\n    acl: acme-update" : ""}`)
+  .map((z) => {
+    // Only a challenge zone takes updates, and only with its own host's key.
+    const h = updaterOf(z);
+    return `  - domain: ${z}.${h ? `\n    acl: ${tsigKeyName(h)}` : ""}`;
+  })
   .join("\n")}
 `;
 }
@@ -197,13 +224,7 @@ export async function startDns(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys
     mkdirSync(join(DNS_DIR, d), { recursive: true });
   for (const [name, text] of Object.entries(zs))
     writeFileSync(join(DNS_DIR, "zones", `${name}.zone`), text);
-  writeFileSync(
-    join(DNS_DIR, "knot.conf"),
-    knotConfig(
-      names,
-      hosts.map((h) => h.config.domain),
-    ),
-  );
+  writeFileSync(join(DNS_DIR, "knot.conf"), knotConfig(names, hosts));
   const knotLog = join(DNS_DIR, "knot.log");
   daemon(
     "ip",

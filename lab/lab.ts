@@ -107,7 +107,7 @@ export async function labHostFilesOf(h: LabHost): Promise<HostFile[]> {
     ipv6: h.ipv6,
     passwords: passwords(h),
     rspamdControllerPassword: labSecret(h, "rspamd-controller"),
-    acme: labAcme(h.config.acmeEmail),
+    acme: labAcme(h),
     extraFiles: labHostFiles(h),
   });
 }

@@ -63,6 +63,10 @@ function host(name: string, n: number, clamav: boolean): LabHost {
       // The lab has no DNS blocklists to ask.
       dnsbl: false,
       acmeEmail: `hostmaster@${domain}`,
+      // The narrowed path: _acme-challenge.<mail host> is a CNAME into a zone of its own,
+      // the only zone the host's TSIG key may update (lab/dns.ts).
+      acmeChallengeZone: `${name}-acme.example`,
+      acmeChallengeZoneId: "1".repeat(32),
       // Not used: lab hosts write their challenges to knot by RFC 2136 (lab/acme.ts).
       acmeDnsToken: "unused-in-the-lab",
       acmeStaging: false,

@@ -314,7 +314,7 @@ describe("each rule names the key, the rule and the value", () => {
     expect(c.aliases["all@example.eu"]).toEqual(["team@example.eu"]);
   });
 
-  test.each(["domain", "cloudflareZoneId", "sshPublicKeys", "users", "acmeEmail", "acmeDnsToken"])(
+  test.each(["domain", "cloudflareZoneId", "sshPublicKeys", "users", "acmeEmail"])(
     "%s is required",
     (key) => {
       const raw = { ...MINIMAL_RAW };
@@ -324,6 +324,13 @@ describe("each rule names the key, the rule and the value", () => {
       ]);
     },
   );
+
+  test("without acmeDnsToken the stack makes the host's token; with it, the one supplied is used", () => {
+    const raw = { ...MINIMAL_RAW };
+    delete raw.acmeDnsToken;
+    expect(parseConfig(raw).acmeDnsTokenSupplied).toBe(false);
+    expect(parseConfig(MINIMAL_RAW).acmeDnsTokenSupplied).toBe(true);
+  });
 
   test("a key the contract does not know is refused, so a typo is not ignored", () => {
     expect(problems(MINIMAL_RAW, ["domian"])).toEqual([
@@ -799,6 +806,84 @@ describe("readSecrets", () => {
 
     pulumi.runtime.setAllConfig({ "mailstack:acmeDnsToken": "token" }, ["mailstack:acmeDnsToken"]);
     expect("relayPassword" in readSecrets()).toBe(false);
+  });
+});
+
+describe("ACME challenge zone and token", () => {
+  const ZONE_ID = "ffffffffffffffffffffffffffffffff";
+  const delegated = {
+    ...MINIMAL_RAW,
+    acmeChallengeZone: "Acme-Example.NET.",
+    acmeChallengeZoneId: ZONE_ID,
+  };
+
+  test("a challenge zone is read with its ID, lower case, without the final dot", () => {
+    const c = parseConfig(delegated);
+    expect([c.acmeChallengeZone, c.acmeChallengeZoneId]).toEqual(["acme-example.net", ZONE_ID]);
+  });
+
+  test("control: without the key there is no challenge zone", () => {
+    const c = parseConfig(MINIMAL_RAW);
+    expect([c.acmeChallengeZone, c.acmeChallengeZoneId]).toEqual([undefined, undefined]);
+  });
+
+  test.each([
+    [
+      "a zone name that is no DNS name",
+      { acmeChallengeZone: "acme_zone" },
+      'mailstack:acmeChallengeZone: must be the DNS name of a Cloudflare zone that holds only ACME challenges, e.g. acme-example.net; got "acme_zone"',
+    ],
+    [
+      "the mail zone itself",
+      { acmeChallengeZone: "example.eu" },
+      'mailstack:acmeChallengeZone: must be a zone other than domain: the point is that the host cannot write the mail zone; got "example.eu"',
+    ],
+    [
+      "the mail zone's ID",
+      { acmeChallengeZoneId: "0123456789abcdef0123456789abcdef" },
+      'mailstack:acmeChallengeZoneId: is the mail zone\'s ID (cloudflareZoneId): the challenge zone must be a zone of its own; got "0123456789abcdef0123456789abcdef"',
+    ],
+    [
+      "an ID that is not 32 hex digits",
+      { acmeChallengeZoneId: "acme" },
+      'mailstack:acmeChallengeZoneId: must be the 32 hex digit zone ID; got "acme"',
+    ],
+  ])("refuses %s, naming the key", (_, change, message) => {
+    expect(problems({ ...delegated, ...change })).toEqual([message]);
+  });
+
+  test("the zone and its ID go together", () => {
+    expect(problems({ ...MINIMAL_RAW, acmeChallengeZone: "acme-example.net" })).toEqual([
+      "mailstack:acmeChallengeZoneId: is required when acmeChallengeZone is set: the 32 hex digit ID of that zone; got nothing",
+    ]);
+    expect(problems({ ...MINIMAL_RAW, acmeChallengeZoneId: ZONE_ID })).toEqual([
+      `mailstack:acmeChallengeZoneId: is set but acmeChallengeZone is not: set the zone's name too; got "${ZONE_ID}"`,
+    ]);
+  });
+
+  test("a challenge name longer than DNS allows is refused", () => {
+    const long = `${"a".repeat(60)}.${"b".repeat(60)}.${"c".repeat(60)}.${"d".repeat(60)}.net`;
+    expect(problems({ ...delegated, acmeChallengeZone: long })).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^mailstack:acmeChallengeZone: makes the challenge name mail\\.example\\.eu\\.${long.replace(/\./g, "\\.")} longer than 253 characters; got "a{60}\\.`,
+        ),
+      ),
+    ]);
+  });
+
+  test("the token's expiry is a UTC time, and only for the token the stack makes", () => {
+    const made = { ...MINIMAL_RAW };
+    delete made.acmeDnsToken;
+    expect(
+      parseConfig({ ...made, acmeTokenExpiresOn: "2027-06-01T00:00:00Z" }).acmeTokenExpiresOn,
+    ).toBe("2027-06-01T00:00:00Z");
+    expect(problems({ ...made, acmeTokenExpiresOn: "2027-06-01" })).toEqual([
+      'mailstack:acmeTokenExpiresOn: must be a UTC time in ISO 8601, e.g. 2027-01-01T00:00:00Z; got "2027-06-01"',
+    ]);
+    expect(problems({ ...MINIMAL_RAW, acmeTokenExpiresOn: "2027-06-01T00:00:00Z" })).toEqual([
+      'mailstack:acmeTokenExpiresOn: applies only to the token the stack makes: unset acmeDnsToken, or set the expiry on your token at Cloudflare; got "2027-06-01T00:00:00Z"',
+    ]);
   });
 });
 

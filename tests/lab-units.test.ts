@@ -1,5 +1,5 @@
 // The lab's pure parts, without VMs: what it serves in DNS and how it keys its image cache.
-import { zoneLine, zones } from "../lab/dns";
+import { knotConfig, zoneLine, zones } from "../lab/dns";
 import { imageKey, imagePackages, releaseOf } from "../lab/image";
 import { HOSTS, REVERSE_ZONE4, REVERSE_ZONE6 } from "../lab/settings";
 import { hostPackages } from "../cloud-init/packages";
@@ -39,20 +39,77 @@ describe("zone files", () => {
     expect(
       zoneLine({ name: "a.example", type: "TXT", content: '"v=spf1 mx -all"', ttl: 3600 }),
     ).toBe('a.example. 3600 IN TXT "v=spf1 mx -all"');
+    expect(
+      zoneLine({
+        name: "_acme-challenge.mail.a.example",
+        type: "CNAME",
+        content: "mail.a.example.a-acme.example",
+        ttl: 300,
+      }),
+    ).toBe("_acme-challenge.mail.a.example. 300 IN CNAME mail.a.example.a-acme.example.");
   });
 
   test("each lab domain gets its stack's records; reverse zones map both addresses to the MX host", () => {
     const z = zones(HOSTS, () => KEYS);
     expect(Object.keys(z).sort()).toEqual(
-      ["alpha.example", "beta.example", "lab.example", REVERSE_ZONE4, REVERSE_ZONE6].sort(),
+      [
+        "alpha.example",
+        "alpha-acme.example",
+        "beta.example",
+        "beta-acme.example",
+        "lab.example",
+        REVERSE_ZONE4,
+        REVERSE_ZONE6,
+      ].sort(),
     );
     expect(z["alpha.example"]).toContain("alpha.example. 3600 IN MX 10 mail.alpha.example.");
+    // The challenge is delegated into a zone that holds nothing else.
+    expect(z["alpha.example"]).toContain(
+      "_acme-challenge.mail.alpha.example. 300 IN CNAME mail.alpha.example.alpha-acme.example.",
+    );
+    expect(z["alpha-acme.example"].trim().split("\n")).toEqual([
+      "$TTL 300",
+      "alpha-acme.example. 300 IN SOA ns.lab.example. hostmaster.lab.example. 1 3600 600 86400 60",
+      "alpha-acme.example. 300 IN NS ns.lab.example.",
+    ]);
     expect(z[REVERSE_ZONE4]).toContain(
       "10.100.51.198.in-addr.arpa. 300 IN PTR mail.alpha.example.",
     );
     expect(z[REVERSE_ZONE6]).toContain(
       "a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. 300 IN PTR mail.alpha.example.",
     );
+  });
+});
+
+describe("knot", () => {
+  const conf = knotConfig(
+    Object.keys(zones(HOSTS, () => KEYS)).sort(),
+    HOSTS,
+    (k) => `${k}-secret`,
+  );
+  const zoneBlock = (zone: string) =>
+    conf.split(/\n(?= {2}- domain: )/).find((b) => b.includes(`domain: ${zone}.`))!;
+
+  test("each host's key may update its own challenge zone and no other", () => {
+    expect(zoneBlock("alpha-acme.example").trim()).toBe(
+      "- domain: alpha-acme.example.\n    acl: acme-alpha",
+    );
+    expect(zoneBlock("beta-acme.example").trim()).toBe(
+      "- domain: beta-acme.example.\n    acl: acme-beta",
+    );
+    expect(conf).toContain(
+      "  - id: acme-alpha\n    address: [ 198.51.100.0/24, 2001:db8:1::/64 ]\n    key: acme-alpha\n    action: update",
+    );
+    expect(conf).toContain(
+      "  - id: acme-alpha\n    algorithm: hmac-sha256\n    secret: acme-alpha-secret",
+    );
+  });
+
+  test("control: the mail zones take no update at all", () => {
+    for (const zone of ["alpha.example", "beta.example", "lab.example"]) {
+      expect(zoneBlock(zone).trim()).toBe(`- domain: ${zone}.`);
+    }
+    expect(conf.match(/acl: /g)).toHaveLength(2);
   });
 });
 

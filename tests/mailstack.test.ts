@@ -12,6 +12,7 @@ import { ADMIN_KEY, PROD_RAW, STAGING_RAW } from "./support/config";
 import { DEPLOY_KEY, DKIM_KEY, SSH_HOST_KEY, TLS_KEY } from "./support/keys";
 import {
   MOCK_IPV4,
+  MOCK_IPV6_NETWORK,
   installMocks,
   resource,
   resources,
@@ -35,7 +36,13 @@ async function deploy(name: string, raw: Record<string, unknown>): Promise<Deplo
   const opts = new Map<string, pulumi.CustomResourceOptions>();
   const stack = new MailStack(
     name,
-    { config, acmeDnsToken: pulumi.secret(`cf-dns-token-${name}`) },
+    {
+      config,
+      // A stack without the key gets a token the stack makes (AcmeToken).
+      ...(raw.acmeDnsToken !== undefined
+        ? { acmeDnsToken: pulumi.secret(`cf-dns-token-${name}`) }
+        : {}),
+    },
     {
       // Records every child's options, so protection and replacement order can be asserted.
       transformations: [
@@ -63,16 +70,47 @@ const T = {
   record: "cloudflare:index/dnsRecord:DnsRecord",
   dnssec: "cloudflare:index/zoneDnssec:ZoneDnssec",
   command: "command:remote:Command",
+  apiToken: "cloudflare:index/apiToken:ApiToken",
   password: "random:index/randomPassword:RandomPassword",
 };
 
 let prod: Deployed;
 let staging: Deployed;
+/** A stack with a challenge zone and the token made by the stack (no acmeDnsToken). */
+let narrowed: Deployed;
+
+const CHALLENGE_ZONE_ID = "ffffffffffffffffffffffffffffffff";
+const NARROWED_RAW: Record<string, unknown> = {
+  ...PROD_RAW,
+  domain: "example.org",
+  users: JSON.stringify([{ address: "alice@example.org" }]),
+  aliases: undefined,
+  acmeEmail: "hostmaster@example.org",
+  acmeChallengeZone: "acme-example.net",
+  acmeChallengeZoneId: CHALLENGE_ZONE_ID,
+  acmeTokenExpiresOn: "2099-01-01T00:00:00Z",
+};
+delete NARROWED_RAW.acmeDnsToken;
+
+/** The files provisioning sends, by path (after the first line, the program). */
+function sentFiles(d: Deployed): Record<string, { mode: string; owner: string; content: string }> {
+  return Object.fromEntries(
+    secretInput(d.one(T.command).inputs.stdin)
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((line) => {
+        const [path, mode, owner, , b64] = line.split(" ");
+        return [path, { mode, owner, content: Buffer.from(b64, "base64").toString() }];
+      }),
+  );
+}
 
 beforeAll(async () => {
   await installMocks();
   prod = await deploy("prod", PROD_RAW);
   staging = await deploy("stg", STAGING_RAW);
+  narrowed = await deploy("narrow", NARROWED_RAW);
 });
 
 describe("Hetzner", () => {
@@ -368,6 +406,7 @@ describe("provisioning", () => {
         "/etc/systemd/system/mailstack-cert.timer",
         "/etc/ssh/authorized_keys/admin",
         "/usr/local/sbin/mailstack-cert",
+        "/usr/local/sbin/mailstack-acme-hook",
         // The daemons' configuration tree, and the tables made from the stack's users.
         ...treePaths(),
         "/etc/dovecot/users",
@@ -410,14 +449,19 @@ describe("provisioning", () => {
       mode: "0600",
       owner: "root",
       group: "root",
-      content: "dns_cloudflare_api_token = cf-dns-token-prod\n",
+      content:
+        "dns_cloudflare_api_token = cf-dns-token-prod\n" +
+        "dns_cloudflare_zone_id = 0123456789abcdef0123456789abcdef\n",
     });
+    // Without a challenge zone the host writes _acme-challenge in the mail zone itself.
     expect(files["/etc/mailstack/acme.conf"].content).toBe(
       [
         "MAILSTACK_FQDN='mail.example.eu'",
         "ACME_SERVER='https://acme-v02.api.letsencrypt.org/directory'",
         "ACME_EMAIL='hostmaster@example.eu'",
-        "DNS_PLUGIN=dns-cloudflare",
+        "ACME_CHALLENGE_NAME='_acme-challenge.mail.example.eu'",
+        "ACME_CHALLENGE_ZONE='example.eu'",
+        "DNS_API=cloudflare",
         "DNS_PROPAGATION_SECONDS=30",
         "",
       ].join("\n"),
@@ -450,6 +494,86 @@ describe("provisioning", () => {
     const line = stdin.split("\n").find((l) => l.startsWith("/etc/mailstack/acme.conf "))!;
     expect(Buffer.from(line.split(" ")[4], "base64").toString()).toContain(
       "ACME_SERVER='https://acme-staging-v02.api.letsencrypt.org/directory'",
+    );
+  });
+});
+
+describe("ACME: the host's DNS credential", () => {
+  test("with a challenge zone, _acme-challenge.<mail host> is a CNAME into it, not proxied", () => {
+    const cname = narrowed.of(T.record).filter((r) => r.inputs.type === "CNAME");
+    expect(cname.map((r) => r.inputs)).toEqual([
+      {
+        zoneId: "0123456789abcdef0123456789abcdef",
+        name: "_acme-challenge.mail.example.org",
+        type: "CNAME",
+        content: "mail.example.org.acme-example.net",
+        ttl: 300,
+        proxied: false,
+        comment: "managed by mailstack",
+      },
+    ]);
+  });
+
+  test("control: without the key, no CNAME is published", () => {
+    expect(prod.of(T.record).filter((r) => r.inputs.type === "CNAME")).toEqual([]);
+    expect(staging.of(T.record).filter((r) => r.inputs.type === "CNAME")).toEqual([]);
+  });
+
+  test("the stack's token: DNS on the challenge zone only, from the host's addresses only, with the configured expiry", () => {
+    expect(narrowed.one(T.apiToken).inputs).toEqual({
+      name: "mailstack prod: ACME DNS-01 for mail.example.org",
+      policies: [
+        {
+          effect: "allow",
+          permissionGroups: [
+            { id: "4755a26eedb94da69e1066d98aa820be" }, // DNS Write
+            { id: "82e64a83756745bbbb1c9c2701bf816b" }, // DNS Read
+          ],
+          resources: JSON.stringify({
+            [`com.cloudflare.api.account.zone.${CHALLENGE_ZONE_ID}`]: "*",
+          }),
+        },
+      ],
+      condition: { requestIp: { ins: [`${MOCK_IPV4}/32`, MOCK_IPV6_NETWORK] } },
+      expiresOn: "2099-01-01T00:00:00Z",
+    });
+  });
+
+  test("the host gets that token, and writes only at the delegated name in the challenge zone", () => {
+    const files = sentFiles(narrowed);
+    expect(files["/etc/mailstack/acme-dns.ini"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      content:
+        "dns_cloudflare_api_token = cf-made-token-narrow-acme-token-cloudflare\n" +
+        `dns_cloudflare_zone_id = ${CHALLENGE_ZONE_ID}\n`,
+    });
+    expect(files["/etc/mailstack/acme.conf"].content).toContain(
+      "ACME_CHALLENGE_NAME='mail.example.org.acme-example.net'\n" +
+        "ACME_CHALLENGE_ZONE='acme-example.net'\n" +
+        "DNS_API=cloudflare\n",
+    );
+  });
+
+  test("an expiry warns within 30 days and stops the run once passed; none, nothing", async () => {
+    const { tokenExpiryNotice } = await import("../components/acme-token");
+    const at = "2027-03-01T00:00:00Z";
+    expect(tokenExpiryNotice(undefined, new Date("2027-02-28T00:00:00Z"))).toBeUndefined();
+    expect(tokenExpiryNotice(at, new Date("2027-01-01T00:00:00Z"))).toBeUndefined();
+    expect(tokenExpiryNotice(at, new Date("2027-02-10T00:00:00Z"))).toEqual({
+      level: "warning",
+      message:
+        "mailstack:acmeTokenExpiresOn: the host's DNS token expires in 19 days (2027-03-01T00:00:00Z); " +
+        "after that the certificate cannot be renewed: set a later mailstack:acmeTokenExpiresOn and run pulumi up",
+    });
+    expect(tokenExpiryNotice(at, new Date(at))?.level).toBe("error");
+  });
+
+  test("control: a supplied acmeDnsToken is used as it is, and no token is made", () => {
+    expect(prod.of(T.apiToken)).toEqual([]);
+    expect(staging.of(T.apiToken)).toEqual([]);
+    expect(sentFiles(prod)["/etc/mailstack/acme-dns.ini"].content).toContain(
+      "dns_cloudflare_api_token = cf-dns-token-prod\n",
     );
   });
 });

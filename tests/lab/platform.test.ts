@@ -6,8 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519KeyPair } from "../../components/openssh";
 import { keyDir } from "../../lab/keys";
-import { hostRecords, zoneLine } from "../../lab/dns";
-import { NS_IP4, SERVICES_IP4 } from "../../lab/settings";
+import { readFileSync } from "node:fs";
+import { DNS_DIR, challengeZone, hostRecords, zoneLine } from "../../lab/dns";
+import { ACME_DIRECTORY, NS_IP4, SERVICES_IP4 } from "../../lab/settings";
 import { provision } from "../../lab/lab";
 import { knownHosts, ssh } from "../../lab/ssh";
 import { HOSTS, acmeRoot, answers, dig, keys, local, onHost, type LabHost } from "./support";
@@ -204,6 +205,58 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
           l.toLowerCase().replace(/\s+/g, " "),
         ),
       ).toEqual([`3 1 1 ${digest}`]);
+    });
+
+    // The narrowed path: the host's key writes only its challenge zone, and pebble validates
+    // through the CNAME the mail zone holds.
+    const updates = (zone: string) =>
+      readFileSync(join(DNS_DIR, "knot.log"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes(`[${zone}.] DDNS, finished`)).length;
+    const serial = () => onHost(h, "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -serial");
+
+    test("renewal writes the challenge at the delegated name in the challenge zone, never in the mail zone", () => {
+      expect(answers(SERVICES_IP4, `_acme-challenge.${mx}.`, "CNAME")).toEqual([
+        `${mx}.${challengeZone(h)}.`,
+      ]);
+      const before = { challenge: updates(challengeZone(h)), mail: updates(h.config.domain) };
+      const old = serial();
+      const log = onHost(h, "/usr/local/sbin/mailstack-cert --force 2>&1");
+      expect(log).toContain(`challenge at ${mx}.${challengeZone(h)}, rfc2136`);
+      expect(serial()).not.toBe(old);
+      // Written and removed: two updates of the challenge zone, none of the mail zone.
+      expect(updates(challengeZone(h)) - before.challenge).toBe(2);
+      expect(updates(h.config.domain)).toBe(before.mail);
+      expect(answers(NS_IP4, `${mx}.${challengeZone(h)}.`, "TXT")).toEqual([]);
+    });
+
+    test("control: the host's key is refused when it writes a record in the mail zone", () => {
+      const probe = `acme-probe.${h.config.domain}`;
+      const script = [
+        "set -u",
+        'ini() { sed -n "s/^$1 *= *//p" /etc/mailstack/acme-dns.ini; }',
+        `printf '%s\\n' "server ${NS_IP4}" "zone ${h.config.domain}." ` +
+          `"key $(ini dns_rfc2136_algorithm):$(ini dns_rfc2136_name) $(ini dns_rfc2136_secret)" ` +
+          `"update add ${probe}. 60 TXT probe" send | knsupdate -t 5 -r 0 2>&1; echo "exit $?"`,
+      ].join("\n");
+      const out = onHost(h, script);
+      expect(out).toMatch(/status: (NOTAUTH|REFUSED|BADKEY)/);
+      expect(out).toMatch(/exit [1-9]/);
+      expect(answers(NS_IP4, `${probe}.`, "TXT")).toEqual([]);
+    });
+
+    test("a certificate from another ACME directory (acmeStaging switched off) is replaced at once", () => {
+      const file = "/etc/mailstack/tls/mail.acme-server";
+      expect(onHost(h, `cat ${file}`).trim()).toBe(ACME_DIRECTORY);
+      const old = serial();
+      // As if the certificate had come from the staging CA, with plenty of time left.
+      onHost(h, `echo https://acme-staging-v02.api.letsencrypt.org/directory > ${file}`);
+      const log = onHost(h, "/usr/local/sbin/mailstack-cert 2>&1");
+      expect(log).toContain("replacing it");
+      expect(serial()).not.toBe(old);
+      expect(onHost(h, `cat ${file}`).trim()).toBe(ACME_DIRECTORY);
+      // The next daily run keeps it.
+      expect(onHost(h, "/usr/local/sbin/mailstack-cert 2>&1")).toContain("valid until");
     });
   });
 });

@@ -80,6 +80,8 @@ function outputsFor(
       return { ...inputs, ipv4Address: MOCK_IPV4, status: "running" };
     case "cloudflare:index/zoneDnssec:ZoneDnssec":
       return { ...inputs, ds: `example. 3600 IN DS 2371 13 2 ${"ab".repeat(32)}` };
+    case "cloudflare:index/apiToken:ApiToken":
+      return { ...inputs, value: `cf-made-token-${name}`, status: "active" };
     case "command:remote:Command":
       return { ...inputs, stdout: "", stderr: "mailstack-provision: installed 4 files\n" };
     case "mailstack:index:MailStack":
@@ -87,6 +89,7 @@ function outputsFor(
     case "mailstack:index:MailServer":
     case "mailstack:index:MailDns":
     case "mailstack:index:Provisioning":
+    case "mailstack:index:AcmeToken":
     case "hcloud:index/firewall:Firewall":
     case "hcloud:index/sshKey:SshKey":
     case "hcloud:index/volumeAttachment:VolumeAttachment":
