@@ -106,10 +106,14 @@ export class MailServer extends pulumi.ComponentResource {
 
     // Registered with Hetzner so no root password is ever mailed out; the key is unique to
     // this stack, so two stacks in one Hetzner project never collide on a fingerprint.
+    // Sent trimmed: the tls provider's OpenSSH key ends in a newline, Hetzner stores it
+    // without, and an untrimmed input would plan a replacement on every later run.
+    // A replacement (same fingerprint) must delete the old key first: Hetzner refuses a
+    // second key with the fingerprint of one it holds.
     const deployKey = new hcloud.SshKey(
       `${name}-deploy`,
-      { publicKey: args.deployPublicKey, labels },
-      { parent: this },
+      { publicKey: pulumi.output(args.deployPublicKey).apply((k) => k.trim()), labels },
+      { parent: this, deleteBeforeReplace: true },
     );
 
     this.userData = pulumi
@@ -154,8 +158,10 @@ export class MailServer extends pulumi.ComponentResource {
         labels,
       },
       // The Primary IPs and the volume belong to one server at a time: the old server must
-      // be gone before its replacement can take them.
-      { parent: this, deleteBeforeReplace: true },
+      // be gone before its replacement can take them. The Hetzner key is read only at
+      // creation (it spares a root password); the host authorizes the deployment key from
+      // userData, so a changed or re-registered Hetzner key never replaces the server.
+      { parent: this, deleteBeforeReplace: true, ignoreChanges: ["sshKeys"] },
     );
 
     new hcloud.VolumeAttachment(

@@ -214,8 +214,24 @@ describe("Hetzner", () => {
 
   test("the only Hetzner SSH key is the stack's deployment key", () => {
     const key = prod.one(T.sshKey);
-    expect(key.inputs.publicKey).toBe(DEPLOY_KEY.publicOpenssh);
     expect(prod.one(T.server).inputs.sshKeys).toEqual([key.id]);
+  });
+
+  test("the deployment key goes to Hetzner as Hetzner stores it: without the trailing newline", () => {
+    // The tls provider's publicKeyOpenssh ends in "\n"; Hetzner trims it on POST /ssh_keys
+    // and the hcloud provider reads the trimmed value back, so an untrimmed input would plan
+    // a replacement of the key (and, through sshKeys, of the server) on every later run.
+    expect(DEPLOY_KEY.publicOpenssh.endsWith("\n")).toBe(true);
+    const key = prod.one(T.sshKey);
+    expect(key.inputs.publicKey).toBe(DEPLOY_KEY.publicOpenssh.trim());
+    // Hetzner refuses a second key with the same fingerprint: delete before replace.
+    expect(prod.opts.get(key.name)?.deleteBeforeReplace).toBe(true);
+  });
+
+  test("a changed Hetzner key never replaces the server; userData still authorizes the deployment key", () => {
+    expect(prod.opts.get(prod.one(T.server).name)?.ignoreChanges).toEqual(["sshKeys"]);
+    const userData = secretInput(prod.one(T.server).inputs.userData);
+    expect(userData).toContain(DEPLOY_KEY.publicOpenssh.trim());
   });
 });
 
