@@ -515,6 +515,16 @@ export function parseConfig(
   const clamav = bool("clamav", true);
   const dnsbl = bool("dnsbl", true);
   const protect = bool("protect", true);
+  if (dnssec && expiresAt !== undefined) {
+    // DNSSEC is a setting of the whole zone, which a throw-away stack shares with the stack
+    // that owns the zone: destroying or changing it must never unsign the zone for all.
+    fail(
+      "dnssec",
+      "must be false on a throw-away stack (mailstack:expiresAt is set): DNSSEC is a setting " +
+        "of the whole zone, which such a stack shares; the zone's own stack signs it",
+      dnssec,
+    );
+  }
   const ramGb = HETZNER_RAM_GB[serverType];
   if (clamav && ramGb !== undefined && ramGb < CLAMAV_MIN_RAM_GB) {
     fail(

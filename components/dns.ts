@@ -15,6 +15,8 @@ export interface MailDnsArgs {
   dkimPublicKeyPem: pulumi.Input<string>;
   /** Public key of the mail host's TLS key, PEM (for TLSA). */
   tlsPublicKeyPem: pulumi.Input<string>;
+  /** Protect the zone's DNSSEC against deletion (prod; `mailstack:protect`). */
+  protect: boolean;
 }
 
 /**
@@ -86,10 +88,15 @@ export class MailDns extends pulumi.ComponentResource {
     });
 
     if (args.settings.dnssec) {
+      // Deleting a ZoneDnssec disables DNSSEC for the whole zone while the DS stays at the
+      // registrar: validating resolvers would then fail every name in it, website included.
+      // So it is never deleted by Pulumi (destroy, dnssec false, a rename only forget it),
+      // and in prod it cannot be deleted at all. Turning DNSSEC off is a step at the
+      // registrar first (remove the DS), then in Cloudflare; docs/provider-semantics.md.
       const dnssec = new cloudflare.ZoneDnssec(
         `${name}-dnssec`,
         { zoneId: args.zoneId, status: "active" },
-        { parent: this },
+        { parent: this, retainOnDelete: true, protect: args.protect },
       );
       this.dnssecDs = dnssec.ds;
     }

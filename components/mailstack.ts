@@ -113,6 +113,7 @@ export class MailStack extends pulumi.ComponentResource {
         ipv6: this.server.ipv6,
         dkimPublicKeyPem: this.keys.dkim.publicKeyPem,
         tlsPublicKeyPem: this.keys.tls.publicKeyPem,
+        protect: cfg.protect,
       },
       parent,
     );

@@ -377,6 +377,17 @@ describe("Cloudflare", () => {
     expect(await value(prod.stack.dnssecDs!)).toMatch(/ IN DS /);
   });
 
+  test("the zone's DNSSEC is never deleted by Pulumi, and cannot be deleted in prod", () => {
+    // Deleting a ZoneDnssec disables DNSSEC for the zone while the DS stays at the registrar.
+    const dnssec = prod.one(T.dnssec);
+    expect(prod.opts.get(dnssec.name)).toMatchObject({ retainOnDelete: true, protect: true });
+  });
+
+  test("staging, as Pulumi.staging.yaml sets it, leaves the zone's DNSSEC alone", () => {
+    expect(staging.of(T.dnssec)).toEqual([]);
+    expect(staging.of(T.record).filter((r) => r.inputs.type === "TLSA")).toEqual([]);
+  });
+
   test("resource names are unique per stack, so two stacks never collide", () => {
     const names = [...prod.of(T.record), ...staging.of(T.record)].map((r) => r.name);
     expect(new Set(names).size).toBe(names.length);

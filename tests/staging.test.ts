@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { ConfigError } from "../components/config";
+import { ConfigError, parseConfig } from "../components/config";
 import { expiresAt, isExpired, stagingConfig, stagingTarget } from "../staging/plan";
 
 const base: Record<string, unknown> = Object.fromEntries(
@@ -55,6 +55,38 @@ describe("expiry", () => {
     expect(isExpired("2026-11-28T10:00:00Z", now)).toBe(true);
     expect(isExpired("2026-11-28T11:00:00Z", now)).toBe(false);
     expect(isExpired(undefined, now)).toBe(false);
+  });
+});
+
+describe("the zone's DNSSEC", () => {
+  const prodFile = Object.fromEntries(
+    Object.entries(parse(readFileSync(join(__dirname, "..", "Pulumi.prod.yaml"), "utf8")).config)
+      .filter(([k]) => k.startsWith("mailstack:"))
+      .map(([k, v]) => [k.slice("mailstack:".length), v]),
+  );
+
+  test("Pulumi.staging.yaml shares prod's zone and so never owns its DNSSEC", () => {
+    expect(base.cloudflareZoneId).toBe(prodFile.cloudflareZoneId);
+    expect(base.dnssec).toBe(false);
+    expect(prodFile.dnssec).toBe(true);
+  });
+
+  test("a throw-away stack that would sign the zone is refused, naming the key", () => {
+    const target = stagingTarget({ pr: 42, baseDomain: String(base.domain) });
+    const { values } = stagingConfig(base, target, "2026-11-30T10:00:00Z");
+    let error: unknown;
+    try {
+      parseConfig({ ...values, dnssec: true, acmeDnsToken: "t" });
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).problems).toEqual([
+      "mailstack:dnssec: must be false on a throw-away stack (mailstack:expiresAt is set): " +
+        "DNSSEC is a setting of the whole zone, which such a stack shares; the zone's own " +
+        "stack signs it; got true",
+    ]);
+    // Control: the same stack without DNSSEC is accepted.
+    expect(parseConfig({ ...values, acmeDnsToken: "t" }).dnssec).toBe(false);
   });
 });
 

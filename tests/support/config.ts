@@ -34,6 +34,7 @@ export const STAGING_RAW: Record<string, unknown> = {
   users: JSON.stringify([{ address: "test@staging.example.eu" }]),
   acmeStaging: "true",
   protect: "false",
+  dnssec: "false",
   mtaStsMode: "testing",
   dmarcPolicy: "quarantine",
   clamav: "false",
