@@ -82,6 +82,10 @@ export class MailDns extends pulumi.ComponentResource {
             ? { data: record.apply((r) => cloudflareData(r)) }
             : { content: record.content }),
           ...(planned.priority === undefined ? {} : { priority: planned.priority }),
+          // Cloudflare returns an SRV record's priority at the top level as well as in
+          // `data` (terraform-provider-cloudflare #6684): sent only in `data`, every refresh
+          // would read back a change. So it goes in both, as it reads back.
+          ...(planned.data?.kind === "SRV" ? { priority: planned.data.priority } : {}),
         },
         { parent: this },
       );
@@ -96,7 +100,15 @@ export class MailDns extends pulumi.ComponentResource {
       const dnssec = new cloudflare.ZoneDnssec(
         `${name}-dnssec`,
         { zoneId: args.zoneId, status: "active" },
-        { parent: this, retainOnDelete: true, protect: args.protect },
+        // `status` reads back "pending" until the DS is at the registrar (and "active" only
+        // then): "active" is what is asked for at creation, and a status read back is never
+        // a change to make, or the daily `--expect-no-changes` check would fail until then.
+        {
+          parent: this,
+          retainOnDelete: true,
+          protect: args.protect,
+          ignoreChanges: ["status"],
+        },
       );
       this.dnssecDs = dnssec.ds;
     }

@@ -293,7 +293,9 @@ describe("Cloudflare", () => {
       if (!e.data) return key(e);
       // eslint-disable-next-line @typescript-eslint/no-unused-vars
       const { kind, ...data } = e.data;
-      return key({ name: e.name, type: e.type, priority: e.priority, data });
+      // An SRV record's priority goes at the top level too, as Cloudflare reads it back.
+      const priority = e.data.kind === "SRV" ? e.data.priority : e.priority;
+      return key({ name: e.name, type: e.type, priority, data });
     });
     expect(published.map(key).sort()).toEqual(wanted.sort());
     expect(await value(prod.stack.dnsRecords)).toEqual(
@@ -386,6 +388,44 @@ describe("Cloudflare", () => {
   test("staging, as Pulumi.staging.yaml sets it, leaves the zone's DNSSEC alone", () => {
     expect(staging.of(T.dnssec)).toEqual([]);
     expect(staging.of(T.record).filter((r) => r.inputs.type === "TLSA")).toEqual([]);
+  });
+
+  /**
+   * What a refresh reads back for a record or the zone's DNSSEC, given the inputs the stack
+   * sent, for the fields where Cloudflare's answer is not the request:
+   * - an SRV record's priority comes back at the top level too, next to `data.priority`
+   *   (Cloudflare API, DNS Records for a Zone: `priority` "Required for MX, SRV and URI
+   *   records"; terraform-provider-cloudflare #6684, v5 dns_record reads it into state);
+   * - a zone's DNSSEC status comes back "pending" until the DS is at the registrar
+   *   (Cloudflare API, DNSSEC Details: status active, pending, disabled, pending-disabled,
+   *   error; Cloudflare docs, "Enable DNSSEC": pending until the DS is added).
+   */
+  function refreshed(r: MockedResource): Record<string, any> {
+    if (r.type === T.dnssec) return { ...r.inputs, status: "pending" };
+    if (r.inputs.type === "SRV") return { ...r.inputs, priority: r.inputs.data.priority };
+    return r.inputs;
+  }
+
+  /** The inputs a plan after that refresh would change, honouring ignoreChanges. */
+  function plannedChanges(d: Deployed, r: MockedResource): string[] {
+    const after = refreshed(r);
+    const ignored = d.opts.get(r.name)?.ignoreChanges ?? [];
+    return [...new Set([...Object.keys(r.inputs), ...Object.keys(after)])]
+      .filter((k) => JSON.stringify(r.inputs[k]) !== JSON.stringify(after[k]))
+      .filter((k) => !ignored.includes(k));
+  }
+
+  test("records and DNSSEC are sent as a refresh reads them back: no drift that is not drift", () => {
+    const all = [...prod.of(T.record), prod.one(T.dnssec)];
+    expect(all.filter((r) => r.inputs.type === "SRV")).toHaveLength(7);
+    expect(all.map((r) => [r.name, plannedChanges(prod, r)])).toEqual(all.map((r) => [r.name, []]));
+    expect(record("_imaps._tcp.example.eu", "SRV")).toMatchObject({
+      priority: 0,
+      data: { priority: 0, weight: 1, port: 993, target: "mail.example.eu" },
+    });
+    // "active" is still what DNSSEC is turned on with.
+    expect(prod.one(T.dnssec).inputs.status).toBe("active");
+    expect(prod.opts.get(prod.one(T.dnssec).name)?.ignoreChanges).toEqual(["status"]);
   });
 
   test("resource names are unique per stack, so two stacks never collide", () => {
