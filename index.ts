@@ -3,16 +3,23 @@ import * as pulumi from "@pulumi/pulumi";
 import { readConfig, readSecrets } from "./components/config";
 import { MailStack } from "./components/mailstack";
 
-const config = readConfig();
-const stack = new MailStack("mailstack", { config, ...readSecrets() });
-
-export const mailHost = stack.mailHost;
-export const ipv4 = stack.ipv4;
-export const ipv6 = stack.ipv6;
-export const dnsRecords = stack.dnsRecords;
-export const dkimSelector = stack.dkimSelector;
-export const clientSettings = stack.clientSettings;
-export const userPasswords = pulumi.secret(stack.userPasswords);
-export const rspamdControllerPassword = pulumi.secret(stack.rspamdControllerPassword);
-export const monthlyCostEur = stack.monthlyCostEur;
-export const dnssecDs = stack.dnssecDs;
+// An async program: the zone is read for SPF and DMARC records the stack would duplicate
+// before any resource is registered, so a bad config or a foreign record stops the run with
+// nothing changed. What it returns are the stack's outputs.
+export = async () => {
+  const config = readConfig();
+  await MailStack.checkZone("mailstack", config);
+  const stack = new MailStack("mailstack", { config, ...readSecrets() });
+  return {
+    mailHost: stack.mailHost,
+    ipv4: stack.ipv4,
+    ipv6: stack.ipv6,
+    dnsRecords: stack.dnsRecords,
+    dkimSelector: stack.dkimSelector,
+    clientSettings: stack.clientSettings,
+    userPasswords: pulumi.secret(stack.userPasswords),
+    rspamdControllerPassword: pulumi.secret(stack.rspamdControllerPassword),
+    monthlyCostEur: stack.monthlyCostEur,
+    dnssecDs: stack.dnssecDs,
+  };
+};

@@ -37,6 +37,28 @@ const LAYOUT_KEYS: RecordKeys = {
 };
 
 /**
+ * The comment on every record the stack writes. It is how the stack tells its own SPF and
+ * DMARC records from ones that were in the zone before (components/existing-records.ts).
+ */
+export const RECORD_COMMENT = "managed by mailstack";
+
+/**
+ * The resource name of the stack's record at each owner name, for the first record of each
+ * type there, as MailDns names them: what a `pulumi import` must use to adopt a record.
+ */
+export function recordResourceNames(
+  name: string,
+  settings: RecordSettings,
+  type: DnsRecord["type"],
+): Record<string, string> {
+  const names: Record<string, string> = {};
+  for (const r of buildMailRecords(settings, LAYOUT_KEYS)) {
+    if (r.type === type) names[r.name] ??= `${name}-${resourceSlug(r, settings.domain)}`;
+  }
+  return names;
+}
+
+/**
  * Every mail DNS record on Cloudflare, from the one builder in records.ts. None is proxied:
  * mail protocols do not pass through Cloudflare's HTTP proxy, and a proxied A record would
  * publish Cloudflare's address instead of the host's.
@@ -77,7 +99,7 @@ export class MailDns extends pulumi.ComponentResource {
           type: planned.type,
           ttl: planned.ttl,
           proxied: false,
-          comment: "managed by mailstack",
+          comment: RECORD_COMMENT,
           ...(planned.data
             ? { data: record.apply((r) => cloudflareData(r)) }
             : { content: record.content }),

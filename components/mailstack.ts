@@ -4,7 +4,8 @@ import { AcmeToken, tokenExpiryNotice } from "./acme-token";
 import { clientSettings, type ClientSettings } from "./client-settings";
 import type { MailStackConfig } from "./config";
 import { monthlyCostEur } from "./cost";
-import { MailDns } from "./dns";
+import { MailDns, recordResourceNames } from "./dns";
+import { checkExistingRecords } from "./existing-records";
 import { inboundRules } from "./firewall";
 import { stackAcme, stackHostFiles } from "./host-files";
 import { MailKeys } from "./keys";
@@ -51,6 +52,25 @@ export class MailStack extends pulumi.ComponentResource {
   readonly rspamdControllerPassword: pulumi.Output<string>;
   readonly monthlyCostEur: number | undefined;
   readonly dnssecDs: pulumi.Output<string> | undefined;
+
+  /**
+   * Stops the run when the zone already holds an SPF or DMARC record that the stack does not
+   * manage (components/existing-records.ts); the message names the record and the
+   * `pulumi import` that adopts it. Await it before constructing the MailStack `name` at the
+   * root of the stack, as index.ts does, so that nothing is registered when it fails.
+   */
+  static checkZone(name: string, config: MailStackConfig): Promise<void> {
+    const dns = dnsName(name);
+    return checkExistingRecords({
+      domain: config.domain,
+      zoneId: config.cloudflareZoneId,
+      resourceNames: recordResourceNames(dns, config, "TXT"),
+      parentName: dns,
+      parentUrn:
+        `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::` +
+        `mailstack:index:MailStack$mailstack:index:MailDns::${dns}`,
+    });
+  }
 
   constructor(name: string, args: MailStackArgs, opts?: pulumi.ComponentResourceOptions) {
     // The settings a policy pack judges the stack by are its recorded inputs.
@@ -105,7 +125,7 @@ export class MailStack extends pulumi.ComponentResource {
     );
 
     this.dns = new MailDns(
-      `${name}-dns`,
+      dnsName(name),
       {
         zoneId: cfg.cloudflareZoneId,
         settings: cfg,
@@ -224,6 +244,11 @@ export class MailStack extends pulumi.ComponentResource {
       userPasswords: this.userPasswords,
     });
   }
+}
+
+/** The name of a MailStack's MailDns, the parent of its records. */
+function dnsName(name: string): string {
+  return `${name}-dns`;
 }
 
 /** Hetzner label values: up to 63 of [a-z0-9._-], starting and ending alphanumeric. */

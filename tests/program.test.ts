@@ -12,22 +12,23 @@ function setStackConfig(raw: Record<string, unknown>): void {
   );
 }
 
-function loadProgram(): Record<string, any> {
-  let program: Record<string, any> = {};
+/** Runs index.ts as Pulumi does: loads it and awaits the function it exports. */
+async function loadProgram(): Promise<Record<string, any>> {
+  let main: () => Promise<Record<string, any>> = async () => ({});
   jest.isolateModules(() => {
-    program = require("../index");
+    main = require("../index");
   });
-  return program;
+  return main();
 }
 
 beforeAll(() => installMocks("prod"));
 
-test("a bad setting stops the program before any resource is created", () => {
+test("a bad setting stops the program before any resource is created", async () => {
   setStackConfig({ ...PROD_RAW, location: "us-east", volumeSizeGb: "5" });
   const before = created.length;
   let error: unknown;
   try {
-    loadProgram();
+    await loadProgram();
   } catch (e) {
     error = e;
   }
@@ -40,9 +41,9 @@ test("a bad setting stops the program before any resource is created", () => {
   expect(created.length).toBe(before);
 });
 
-test("a misspelt key is refused instead of silently ignored", () => {
+test("a misspelt key is refused instead of silently ignored", async () => {
   pulumi.runtime.setAllConfig({ "mailstack:dmarcPolicyy": "none" });
-  expect(() => loadProgram()).toThrow(/mailstack:dmarcPolicyy: is not a known setting/);
+  await expect(loadProgram()).rejects.toThrow(/mailstack:dmarcPolicyy: is not a known setting/);
 });
 
 describe("a valid stack", () => {
@@ -54,7 +55,7 @@ describe("a valid stack", () => {
     delete all["mailstack:dmarcPolicyy"];
     jest.spyOn(pulumi.runtime, "allConfig").mockReturnValue(all);
     setStackConfig({ ...PROD_RAW, location: "nbg1", volumeSizeGb: "20" });
-    program = loadProgram();
+    program = await loadProgram();
     await settle();
   });
 
@@ -100,7 +101,7 @@ describe("a valid stack", () => {
         .filter((r) => r.type === "command:remote:Command")
         .map((r) => secretInput(r.inputs.stdin));
     const first = bundles();
-    loadProgram();
+    await loadProgram();
     await settle();
     const all = bundles();
     expect(all).toHaveLength(first.length * 2);

@@ -16,6 +16,22 @@ export interface MockedResource {
 
 export const created: MockedResource[] = [];
 
+/** A record a mocked Cloudflare zone holds before the stack runs, as getDnsRecords returns it. */
+export interface ZoneRecord {
+  zoneId: string;
+  id: string;
+  name: string;
+  type: string;
+  content: string;
+  comment?: string;
+}
+
+/** Records the mocked Cloudflare zones hold; empty unless a test adds some. */
+export const zoneRecords: ZoneRecord[] = [];
+
+/** Every provider call (invoke) the stack made: token and arguments. */
+export const calls: { token: string; args: Record<string, any> }[] = [];
+
 let nextId = 1000;
 
 /** Addresses the mocked Primary IPs receive. */
@@ -111,6 +127,29 @@ export async function installMocks(stack = "prod"): Promise<void> {
         return { id, state };
       },
       call(args: pulumi.runtime.MockCallArgs) {
+        calls.push({ token: args.token, args: args.inputs });
+        if (args.token === "cloudflare:index/getDnsRecords:getDnsRecords") {
+          // The filters the stack uses: zone, type and exact name (case-insensitive, as
+          // Cloudflare compares names). A record without a comment reads back "".
+          const { zoneId, type, name } = args.inputs;
+          const results = zoneRecords
+            .filter(
+              (r) =>
+                r.zoneId === zoneId &&
+                (type === undefined || r.type === type) &&
+                (name?.exact === undefined || r.name.toLowerCase() === name.exact.toLowerCase()),
+            )
+            .map((r) => ({
+              id: r.id,
+              name: r.name,
+              type: r.type,
+              content: r.content,
+              comment: r.comment ?? "",
+              proxied: false,
+              ttl: 1,
+            }));
+          return { ...args.inputs, results };
+        }
         throw new Error(`the stack made an unexpected provider call ${args.token}`);
       },
     },
