@@ -83,6 +83,12 @@ export interface MailStackConfig {
   /** The CA domain that CAA allows to issue for the mail host. */
   caaIssuer: string;
   dnssec: boolean;
+  /**
+   * Cloudflare's Universal SSL for the zone, when the stack manages it; unset leaves the
+   * zone's setting alone. With it on, Cloudflare adds CAA records for its own CAs beside the
+   * stack's (docs/provider-semantics.md).
+   */
+  universalSsl?: boolean;
   clamav: boolean;
   /** postscreen asks DNS blocklists about every client on port 25. */
   dnsbl: boolean;
@@ -126,6 +132,7 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   acmeTokenExpiresOn: "string",
   caaIssuer: "string",
   dnssec: "boolean",
+  universalSsl: "boolean",
   clamav: "boolean",
   dnsbl: "boolean",
   relayHost: "string",
@@ -525,6 +532,17 @@ export function parseConfig(
       dnssec,
     );
   }
+  // Unset: the zone's Universal SSL is left as it is. Zone-wide, like DNSSEC: only the stack
+  // that owns the zone may set it.
+  const universalSsl = values.universalSsl === undefined ? undefined : bool("universalSsl", true);
+  if (values.universalSsl !== undefined && expiresAt !== undefined) {
+    fail(
+      "universalSsl",
+      "must be unset on a throw-away stack (mailstack:expiresAt is set): Universal SSL is a " +
+        "setting of the whole zone, which such a stack shares; the zone's own stack sets it",
+      values.universalSsl,
+    );
+  }
   const ramGb = HETZNER_RAM_GB[serverType];
   if (clamav && ramGb !== undefined && ramGb < CLAMAV_MIN_RAM_GB) {
     fail(
@@ -562,6 +580,7 @@ export function parseConfig(
     acmeDnsTokenSupplied,
     caaIssuer,
     dnssec,
+    ...(universalSsl !== undefined ? { universalSsl } : {}),
     clamav,
     dnsbl,
     relayHost,

@@ -17,6 +17,8 @@ export interface MailDnsArgs {
   tlsPublicKeyPem: pulumi.Input<string>;
   /** Protect the zone's DNSSEC against deletion (prod; `mailstack:protect`). */
   protect: boolean;
+  /** Universal SSL for the zone (`mailstack:universalSsl`); default: left as it is. */
+  universalSsl?: boolean;
 }
 
 /**
@@ -133,6 +135,18 @@ export class MailDns extends pulumi.ComponentResource {
         },
       );
       this.dnssecDs = dnssec.ds;
+    }
+
+    if (args.universalSsl !== undefined) {
+      // With Universal SSL on, Cloudflare publishes CAA records for its own CAs beside any
+      // CAA of the zone (hidden from the API), so the stack's single CA and dns-01 limit do
+      // not hold against them; off, they are gone, and so is HTTPS for proxied names of the
+      // zone. Zone-wide, so never reset by Pulumi: a destroy or an unset key only forgets it.
+      new cloudflare.UniversalSslSetting(
+        `${name}-universal-ssl`,
+        { zoneId: args.zoneId, enabled: args.universalSsl },
+        { parent: this, retainOnDelete: true },
+      );
     }
 
     this.registerOutputs({ records: this.records, dnssecDs: this.dnssecDs });

@@ -134,6 +134,7 @@ export class MailStack extends pulumi.ComponentResource {
         dkimPublicKeyPem: this.keys.dkim.publicKeyPem,
         tlsPublicKeyPem: this.keys.tls.publicKeyPem,
         protect: cfg.protect,
+        ...(cfg.universalSsl !== undefined ? { universalSsl: cfg.universalSsl } : {}),
       },
       parent,
     );

@@ -372,6 +372,28 @@ describe("rules with their exact line, each beside a config that passes", () => 
     return copy;
   };
 
+  test("universalSsl: unset is not managed; true or false is taken as set", () => {
+    expect(parseConfig(MINIMAL_RAW).universalSsl).toBeUndefined();
+    expect(parseConfig(withKey("universalSsl", "false")).universalSsl).toBe(false);
+    expect(parseConfig(withKey("universalSsl", "true")).universalSsl).toBe(true);
+  });
+
+  test("universalSsl that is not true or false", () => {
+    expect(problems(withKey("universalSsl", "off"))).toEqual([
+      'mailstack:universalSsl: must be true or false; got "off"',
+    ]);
+  });
+
+  test("universalSsl on a throw-away stack, which shares the zone", () => {
+    expect(
+      problems({ ...STAGING_RAW, expiresAt: "2026-12-01T18:00:00Z", universalSsl: "false" }),
+    ).toEqual([
+      "mailstack:universalSsl: must be unset on a throw-away stack (mailstack:expiresAt is " +
+        "set): Universal SSL is a setting of the whole zone, which such a stack shares; the " +
+        "zone's own stack sets it; got false",
+    ]);
+  });
+
   test("logRetentionDays below 1", () => {
     expect(problems(withKey("logRetentionDays", "0"))).toEqual([
       "mailstack:logRetentionDays: must be a whole number from 1 to 90; got 0",

@@ -72,6 +72,7 @@ const T = {
   command: "command:remote:Command",
   apiToken: "cloudflare:index/apiToken:ApiToken",
   password: "random:index/randomPassword:RandomPassword",
+  universalSsl: "cloudflare:index/universalSslSetting:UniversalSslSetting",
 };
 
 let prod: Deployed;
@@ -426,6 +427,23 @@ describe("Cloudflare", () => {
     // "active" is still what DNSSEC is turned on with.
     expect(prod.one(T.dnssec).inputs.status).toBe("active");
     expect(prod.opts.get(prod.one(T.dnssec).name)?.ignoreChanges).toEqual(["status"]);
+  });
+
+  test("universalSsl false turns the zone's Universal SSL off, and a destroy never turns it back on", async () => {
+    // With it on, Cloudflare adds CAA records for its own CAs beside the stack's.
+    const off = await deploy("ussl", { ...PROD_RAW, universalSsl: "false" });
+    const setting = off.one(T.universalSsl);
+    expect(setting.name).toBe("ussl-dns-universal-ssl");
+    expect(setting.inputs).toEqual({ zoneId: "0123456789abcdef0123456789abcdef", enabled: false });
+    expect(off.opts.get(setting.name)).toMatchObject({ retainOnDelete: true });
+    expect(off.opts.get(setting.name)?.protect).toBeFalsy();
+    expect(off.opts.get(setting.name)?.parent).toBe(off.stack.dns);
+  });
+
+  test("control: unset, the zone's Universal SSL is left alone", () => {
+    expect(prod.of(T.universalSsl)).toEqual([]);
+    expect(staging.of(T.universalSsl)).toEqual([]);
+    expect(narrowed.of(T.universalSsl)).toEqual([]);
   });
 
   test("resource names are unique per stack, so two stacks never collide", () => {

@@ -111,6 +111,7 @@ function outputsFor(
     case "hcloud:index/volumeAttachment:VolumeAttachment":
     case "hcloud:index/rdns:Rdns":
     case "cloudflare:index/dnsRecord:DnsRecord":
+    case "cloudflare:index/universalSslSetting:UniversalSslSetting":
       return inputs;
     default:
       throw new Error(`the stack created an unexpected resource type ${type} (${name})`);
