@@ -16,7 +16,9 @@ async function once(): Promise<void> {
   pulumi.runtime.setAllConfig(
     Object.fromEntries(Object.entries(PROD_RAW).map(([k, v]) => [`mailstack:${k}`, String(v)])),
   );
-  await import("../index");
+  // index.ts exports the program as an async function, which Pulumi calls and awaits.
+  const program = (await import("../index")).default;
+  await program();
   await settle();
   const ms = performance.now() - start;
   process.stdout.write(JSON.stringify({ ms, resources: created.length }));
