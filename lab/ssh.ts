@@ -31,13 +31,15 @@ export interface SshOptions {
   knownHostsFile?: string;
   /** Another key than the account's own. */
   keyFile?: string;
-  /** Extra `ssh -o` options, e.g. `Ciphers=aes128-cbc`. */
+  /** Extra `ssh -o` options, e.g. `Ciphers=aes128-ctr`; they win over the defaults here. */
   options?: string[];
 }
 
 function sshArgs(h: LabHost, keys: LabKeys, opts: SshOptions = {}): string[] {
   const account = opts.account ?? "admin";
   return [
+    // ssh takes the first value it is given: extra options come first to override.
+    ...(opts.options ?? []).flatMap((o) => ["-o", o]),
     "-i",
     opts.keyFile ?? join(keyDir(h.name), account === "admin" ? "admin_key" : "deploy_key"),
     "-o",
@@ -56,7 +58,6 @@ function sshArgs(h: LabHost, keys: LabKeys, opts: SshOptions = {}): string[] {
     "ConnectTimeout=5",
     "-o",
     "LogLevel=ERROR",
-    ...(opts.options ?? []).flatMap((o) => ["-o", o]),
     `${account === "admin" ? ADMIN_USER : DEPLOY_USER}@${h.ipv4}`,
   ];
 }
