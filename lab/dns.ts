@@ -206,9 +206,10 @@ function unboundConfig(zoneNames: string[]): string {
     module-config: "validator iterator"
     trust-anchor-file: "${dir}/anchors"
     val-log-level: 2
-    # ACME challenges appear shortly after a miss: keep no negative answer long.
-    cache-max-negative-ttl: 5
-    cache-max-ttl: 60
+    # ACME challenges appear shortly after a miss and change within seconds (pebble asks this
+    # resolver, where Let's Encrypt asks the authoritative servers): keep nothing long.
+    cache-max-negative-ttl: 1
+    cache-max-ttl: 1
     # unbound answers the documentation ranges' reverse zones itself (RFC 6303); the lab
     # lives in them, so its own server answers instead.
     local-zone: "${REVERSE_ZONE4}." nodefault
