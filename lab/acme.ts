@@ -115,8 +115,10 @@ export async function startAcme(): Promise<void> {
     ],
     log,
     join(ACME_DIR, "pebble.pid"),
-    // No artificial delays and no injected nonce errors: the lab tests the stack, not certbot's retries.
-    { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0" },
+    // No artificial delays and no injected nonce errors: the lab tests the stack, not certbot's
+    // retries. No reuse of valid authorizations (pebble reuses half of them by default): every
+    // issuance writes its challenge, so each one exercises the DNS path.
+    { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
   );
   await waitFor(
     "pebble",
