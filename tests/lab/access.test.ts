@@ -193,9 +193,10 @@ describe("sandboxing", () => {
     );
     process.stdout.write(`systemd-analyze security (exposure, 0 best, 10 worst):\n${scores}`);
     expect(exposure(scores, "mailstack-cert")).toBeLessThan(3);
-    // Debian's units alone score 9.2 (rspamd) and 9.6 (clamd, unbound).
+    // Debian's units alone score 9.2 (rspamd) and 9.6 (clamd, unbound); with the drop-ins the
+    // lab measured 4.9, 5.8 and 6.0.
     for (const unit of ["rspamd", "clamav-daemon", "unbound"])
-      expect([unit, exposure(scores, unit) < 8.5]).toEqual([unit, true]);
+      expect([unit, exposure(scores, unit) < 7]).toEqual([unit, true]);
   });
 
   test("and still do their work (the control)", () => {
