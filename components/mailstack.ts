@@ -109,7 +109,6 @@ export class MailStack extends pulumi.ComponentResource {
         volumeSizeGb: cfg.volumeSizeGb,
         firewall: inboundRules(cfg),
         protect: cfg.protect,
-        clamav: cfg.clamav,
         deployPublicKey: this.keys.deploy.publicKeyOpenssh,
         hostKey: {
           privateOpenssh: this.keys.sshHost.privateKeyOpenssh,
@@ -215,7 +214,9 @@ export class MailStack extends pulumi.ComponentResource {
         hostPublicKey: this.keys.sshHost.publicKeyOpenssh,
         deployPrivateKey: this.keys.deploy.privateKeyOpenssh,
         files,
-        triggers: [this.server.server.id],
+        volumeAttachment: this.server.volumeAttachment,
+        // A new server is provisioned from scratch; a bigger volume grows its file system.
+        triggers: [this.server.server.id, this.server.volume.size],
       },
       parent,
     );
