@@ -1,12 +1,15 @@
 // Pure renderer: HostSpec -> "#cloud-config" text. Deterministic (sorted keys, no clocks, no
-// randomness): on Hetzner one changed byte of userData replaces the server.
+// randomness): on Hetzner one changed byte of userData replaces the server. So userData holds
+// only what the first boot needs and a running host never changes: the accounts, the host
+// key, the deployment program, SSH and firewall settings for the first minutes, and the mount
+// of the mail volume. Everything else (packages, configuration, secrets, the full SSH and
+// firewall settings) is installed by provisioning, and a change to it never replaces the
+// server.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { ANYWHERE } from "../components/config";
-import { inboundRules, type InboundRule } from "../components/firewall";
+import type { InboundRule } from "../components/firewall";
 import { isIpv6Cidr } from "../components/validate";
-import { hostPackages } from "./packages";
 
 /** Where the mail volume is mounted; Maildirs, queues' long-term data and indexes live here. */
 export const MAIL_ROOT = "/srv/mail";
@@ -44,22 +47,10 @@ export interface HostSpec {
   hostKey: { privateOpenssh: string; publicOpenssh: string };
   /** Block device of the mail volume, e.g. `/dev/disk/by-id/scsi-0HC_Volume_123`. */
   volumeDevice: string;
-  /** Install and run ClamAV. */
-  clamav: boolean;
 }
 
-/**
- * The host firewall until the first provisioning run installs the configured one: SSH and
- * ICMP only. The mail packages are installed at first boot with Debian's defaults; nothing
- * may reach them before provisioning has configured them, so the mail ports stay closed
- * until then. The provider firewall, attached before first boot, already limits SSH to
- * `sshAllowedIps`; keeping day-2 settings out of userData keeps the server from being
- * replaced when they change.
- */
-export const FIRST_BOOT_RULES = inboundRules({
-  sshAllowedIps: ANYWHERE,
-  monitoringAllowedIps: [],
-}).filter((r) => r.port === 22 || r.protocol === "icmp");
+/** Where the first boot's SSH settings go: after the full ones, which provisioning installs. */
+export const FIRST_BOOT_SSHD_CONF = "/etc/ssh/sshd_config.d/90-mailstack-first-boot.conf";
 
 const FILES = join(__dirname, "files");
 const file = (name: string) => readFileSync(join(FILES, name), "utf8");
@@ -74,20 +65,15 @@ interface WriteFile {
 export function renderCloudInit(spec: HostSpec): string {
   const writeFiles: WriteFile[] = [
     {
-      path: "/etc/ssh/sshd_config.d/10-mailstack.conf",
-      content: file("sshd-mailstack.conf"),
+      path: FIRST_BOOT_SSHD_CONF,
+      content: file("sshd-first-boot.conf"),
       owner: "root:root",
       permissions: "0644",
     },
     {
-      path: "/etc/mailstack/packages.list",
-      content: hostPackages({ clamav: spec.clamav }).join("\n") + "\n",
-      owner: "root:root",
-      permissions: "0644",
-    },
-    {
+      // SSH only, until provisioning installs the configured firewall at the same path.
       path: "/etc/nftables.conf",
-      content: renderNftables(FIRST_BOOT_RULES),
+      content: file("nftables-first-boot.conf"),
       owner: "root:root",
       permissions: "0755",
     },

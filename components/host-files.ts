@@ -2,6 +2,7 @@
 // and the command that installs them. Pulumi's remote command and the lab send exactly this.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { hostPackages } from "../cloud-init/packages";
 import { ADMIN_USER, AUTHORIZED_KEYS_DIR, renderNftables } from "../cloud-init/render";
 import type { MailStackConfig } from "./config";
 import { inboundRules, type InboundRule } from "./firewall";
@@ -76,6 +77,8 @@ export function stackAcme(cfg: MailStackConfig, cloudflareToken: string): AcmeSe
 }
 
 export interface HostFileSettings {
+  /** Install and run ClamAV (its packages join the list). */
+  clamav: boolean;
   /** People's SSH public keys (`sshPublicKeys`). */
   adminKeys: string[];
   /** The configured inbound rules. */
@@ -117,6 +120,23 @@ const script = (name: string) =>
 export function hostFiles(s: HostFileSettings): HostFile[] {
   const lines = (items: string[]) => items.map((l) => `${l.trim()}\n`).join("");
   return [
+    {
+      // What provisioning installs when it is missing: the first run on a new server
+      // installs it all, a later change only what it adds.
+      path: "/etc/mailstack/packages.list",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: lines(hostPackages({ clamav: s.clamav })),
+    },
+    {
+      // The full SSH settings; they win over the first boot's (90-mailstack-first-boot.conf).
+      path: "/etc/ssh/sshd_config.d/10-mailstack.conf",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: script("sshd-mailstack.conf"),
+    },
     {
       // People's keys, in root's file: the admin account cannot add one. The deployment
       // key's file comes with userData and is never rewritten here.
@@ -226,6 +246,7 @@ export async function stackHostFiles(
   inputs: StackHostInputs,
 ): Promise<HostFile[]> {
   const base = hostFiles({
+    clamav: cfg.clamav,
     fqdn: cfg.mailHost,
     acme: inputs.acme,
     adminKeys: cfg.sshPublicKeys,
@@ -321,6 +342,12 @@ export const PROVISION_SCRIPT = script("mailstack-provision");
  * is a request, not a command line: the program itself travels first on standard input.
  */
 export const PROVISION_REQUEST = "provision";
+
+/** Mounts the mail volume once the provider attached it (mailstack-deploy `attach`). */
+export const VOLUME_ATTACH_REQUEST = "attach";
+
+/** Stops the mail services and unmounts the volume before it is detached (`detach`). */
+export const VOLUME_DETACH_REQUEST = "detach";
 
 /** The standard input of a provisioning run: the program, then the files it installs. */
 export function provisionInput(files: HostFile[]): string {

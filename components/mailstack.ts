@@ -123,7 +123,6 @@ export class MailStack extends pulumi.ComponentResource {
         volumeSizeGb: cfg.volumeSizeGb,
         firewall: inboundRules(cfg),
         protect: cfg.protect,
-        clamav: cfg.clamav,
         deployPublicKey: this.keys.deploy.publicKeyOpenssh,
         hostKey: {
           privateOpenssh: this.keys.sshHost.privateKeyOpenssh,
@@ -229,7 +228,9 @@ export class MailStack extends pulumi.ComponentResource {
         hostPublicKey: this.keys.sshHost.publicKeyOpenssh,
         deployPrivateKey: this.keys.deploy.privateKeyOpenssh,
         files,
-        triggers: [this.server.server.id],
+        volumeAttachment: this.server.volumeAttachment,
+        // A new server is provisioned from scratch; a bigger volume grows its file system.
+        triggers: [this.server.server.id, this.server.volume.size],
         ...(cfg.sshProxy && args.sshProxyPrivateKey !== undefined
           ? { proxy: { ...cfg.sshProxy, privateKey: pulumi.secret(args.sshProxyPrivateKey) } }
           : {}),

@@ -22,8 +22,6 @@ export interface MailServerArgs {
   firewall: InboundRule[];
   /** Protect volume and addresses against deletion (prod). */
   protect: boolean;
-  /** Install ClamAV on the host. */
-  clamav: boolean;
   /** The deployment key's public half (OpenSSH). */
   deployPublicKey: pulumi.Input<string>;
   /** The pinned SSH host key (OpenSSH), private and public. */
@@ -42,6 +40,8 @@ export class MailServer extends pulumi.ComponentResource {
   readonly server: hcloud.Server;
   readonly firewall: hcloud.Firewall;
   readonly volume: hcloud.Volume;
+  /** The volume on the server: provisioning waits for it, and it is released before it goes. */
+  readonly volumeAttachment: hcloud.VolumeAttachment;
   readonly primaryIpv4: hcloud.PrimaryIp;
   readonly primaryIpv6: hcloud.PrimaryIp;
   /** The public IPv4 address. */
@@ -130,7 +130,6 @@ export class MailServer extends pulumi.ComponentResource {
           deployPublicKey,
           hostKey: { privateOpenssh, publicOpenssh },
           volumeDevice,
-          clamav: args.clamav,
         }),
       );
 
@@ -153,7 +152,8 @@ export class MailServer extends pulumi.ComponentResource {
         ],
         // Through firewallIds the rules apply before the first boot.
         firewallIds: [this.firewall.id.apply(Number)],
-        // Postfix and Dovecot stop cleanly before the volume is detached.
+        // The volume is released (services stopped, unmounted) before the attachment goes:
+        // see Provisioning. The shutdown comes after that, for the root disk.
         shutdownBeforeDeletion: true,
         labels,
       },
@@ -164,7 +164,7 @@ export class MailServer extends pulumi.ComponentResource {
       { parent: this, deleteBeforeReplace: true, ignoreChanges: ["sshKeys"] },
     );
 
-    new hcloud.VolumeAttachment(
+    this.volumeAttachment = new hcloud.VolumeAttachment(
       `${name}-mail-attach`,
       {
         serverId: this.server.id.apply(Number),

@@ -28,7 +28,15 @@ import {
   type LabHost,
 } from "./settings";
 import { ssh, sshAsync, type SshResult } from "./ssh";
-import { bootHost, consoleLog, hostFailure, hostRunning, MIRROR_PORT, stopHost } from "./vm";
+import {
+  bootHost,
+  consoleLog,
+  hostDir,
+  hostFailure,
+  hostRunning,
+  MIRROR_PORT,
+  stopHost,
+} from "./vm";
 
 /** How long a host may take from power-on to cloud-init done, under TCG on 2 cores. */
 const BOOT_TIMEOUT_MS = 15 * 60_000;
@@ -133,9 +141,18 @@ export async function provision(h: LabHost): Promise<string> {
   return res.stderr;
 }
 
+/** A request to mailstack-deploy, as the deployment key sends it (`attach`, `detach`...). */
+export function deployRequest(
+  h: LabHost,
+  request: string,
+  timeoutMs = 300_000,
+): Promise<SshResult> {
+  return sshAsync(h, keysOf(h), request, { account: "deploy", timeoutMs });
+}
+
 /** The deployment's `status` request: the first boot as it stands. */
 export function deployStatus(h: LabHost): Promise<SshResult> {
-  return sshAsync(h, keysOf(h), "status", { account: "deploy", timeoutMs: 20_000 });
+  return deployRequest(h, "status", 20_000);
 }
 
 async function waitForSsh(h: LabHost): Promise<void> {
@@ -281,6 +298,11 @@ export async function rebootHost(h: LabHost): Promise<void> {
   const end = Date.now() + 30_000;
   while (hostRunning(h) && Date.now() < end) await new Promise((r) => setTimeout(r, 1000));
   stopHost(h);
+  await startHost(h);
+}
+
+/** Powers a stopped host on again (same disks, same seed) and waits for SSH. */
+export async function startHost(h: LabHost): Promise<void> {
   await bootHost(h, await baseImage(releaseOf(h.config.image)), keysOf(h));
   await waitForSsh(h);
 }
@@ -331,7 +353,7 @@ export interface FirstBootState {
   openPorts: number[];
   /** Mail services running before provisioning configured them. */
   running: string[];
-  /** How long the first boot's package step took (absent when nothing was installed). */
+  /** How long the first provisioning's package step took (absent when nothing was installed). */
   packageSeconds?: number;
 }
 
@@ -355,13 +377,11 @@ for p in ${JSON.stringify(PROBED_PORTS)}:
     .map(Number);
   const report = (await deployStatus(h)).stdout;
   const running = [...report.matchAll(/^unit (\S+) active$/gm)].map((m) => m[1]);
-  const installed = report.match(/installed \d+ packages in (\d+) s/);
-  return {
-    openPorts,
-    running,
-    ...(installed ? { packageSeconds: Number(installed[1]) } : {}),
-  };
+  return { openPorts, running };
 }
+
+/** What the lab's provisioning run of a host printed. */
+export const provisionLog = (h: LabHost) => join(hostDir(h), "provision.log");
 
 function isUp(): boolean {
   return netnsExists() && HOSTS.some(hostRunning);
@@ -419,25 +439,26 @@ export async function up(): Promise<void> {
   const firstBoot = Object.fromEntries(
     await Promise.all(HOSTS.map(async (h) => [h.name, await firstBootState(h)] as const)),
   );
-  writeFileSync(
-    join(STATE_DIR, "first-boot.json"),
-    JSON.stringify({ baked: image.baked, firstBoot }),
-  );
   for (const [name, f] of Object.entries(firstBoot)) {
     info(
       `${name}: before provisioning: ports open from outside: ${f.openPorts.join(", ") || "none"}; ` +
-        `mail services running: ${f.running.join(", ") || "none"}; ` +
-        (f.packageSeconds === undefined
-          ? "no packages installed at first boot"
-          : `package step ${f.packageSeconds} s`),
+        `mail services running: ${f.running.join(", ") || "none"}`,
     );
   }
   await Promise.all(
     HOSTS.map((h) =>
-      step(`${h.name}: provisioning over SSH (keys, firewall, certificate)`, async () => {
-        for (const line of (await provision(h)).trim().split("\n")) info(`${h.name}: ${line}`);
+      step(`${h.name}: provisioning over SSH (packages, keys, firewall, certificate)`, async () => {
+        const log = await provision(h);
+        writeFileSync(provisionLog(h), log);
+        for (const line of log.trim().split("\n")) info(`${h.name}: ${line}`);
+        const installed = log.match(/installed \d+ packages in (\d+) s/);
+        if (installed) firstBoot[h.name].packageSeconds = Number(installed[1]);
       }),
     ),
+  );
+  writeFileSync(
+    join(STATE_DIR, "first-boot.json"),
+    JSON.stringify({ baked: image.baked, firstBoot }),
   );
   const upSeconds = (Date.now() - started) / 1000;
   writeFileSync(

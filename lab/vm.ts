@@ -2,6 +2,7 @@
 // over the cached image, a pre-formatted ext4 mail volume (as Hetzner hands it over), and
 // qemu on the lab segment. KVM when it works, TCG otherwise.
 import { createHash } from "node:crypto";
+import { connect } from "node:net";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -24,6 +25,9 @@ import {
 export const hostDir = (h: LabHost) => join(STATE_DIR, "hosts", h.name);
 export const consoleLog = (h: LabHost) => join(hostDir(h), "console.log");
 const pidFile = (h: LabHost) => join(hostDir(h), "qemu.pid");
+const qmpSocket = (h: LabHost) => join(hostDir(h), "qmp.sock");
+/** The mail volume's backing file, as the provider holds it. */
+export const volumeFile = (h: LabHost) => join(hostDir(h), "volume.raw");
 
 /** The mail volume's device inside the VM: a virtio disk with a fixed serial. */
 export const volumeDevice = (h: LabHost) => `/dev/disk/by-id/virtio-mailvol-${h.name}`;
@@ -39,7 +43,6 @@ export function labHostSpec(h: LabHost, keys: LabKeys): HostSpec {
       publicOpenssh: keys.sshHost.publicOpenssh,
     },
     volumeDevice: volumeDevice(h),
-    clamav: h.config.clamav,
   };
 }
 
@@ -131,7 +134,7 @@ function qemuArgs(h: LabHost, image: BaseImage, iso: string, accel: "kvm" | "tcg
     "-device",
     "virtio-blk-pci,drive=root",
     "-drive",
-    `file=${join(dir, "volume.raw")},if=none,id=mailvol,format=raw`,
+    `file=${volumeFile(h)},if=none,id=mailvol,format=raw`,
     "-device",
     `virtio-blk-pci,drive=mailvol,serial=mailvol-${h.name}`,
     "-drive",
@@ -146,6 +149,9 @@ function qemuArgs(h: LabHost, image: BaseImage, iso: string, accel: "kvm" | "tcg
     "none",
     "-serial",
     `file:${consoleLog(h)}`,
+    // The provider's side of the volume: the lab grows it in place through QMP.
+    "-qmp",
+    `unix:${qmpSocket(h)},server=on,wait=off`,
     "-no-reboot",
   ];
 }
@@ -162,7 +168,7 @@ export async function bootHost(h: LabHost, image: BaseImage, keys: LabKeys): Pro
   const disk = join(dir, "disk.qcow2");
   if (!existsSync(disk))
     run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.disk, disk]);
-  const volume = join(dir, "volume.raw");
+  const volume = volumeFile(h);
   // Hetzner formats a new volume as ext4; the host itself never formats it.
   if (!existsSync(volume)) run("mkfs.ext4", ["-q", "-F", "-L", "mail", volume, "1G"]);
   const iso = writeSeed(h, keys, image);
@@ -219,4 +225,45 @@ export function hostFailure(h: LabHost, why: string): CommandError {
   return new CommandError(
     `${h.name}: ${why}\n${tail(consoleLog(h), 60)}\n${tail(join(hostDir(h), "qemu.log"), 10)}`,
   );
+}
+
+/**
+ * Grows the running host's mail volume to `bytes`, as Hetzner resizes a volume in place: the
+ * guest sees a bigger disk at once; its file system is the host's business.
+ */
+export function resizeVolume(h: LabHost, bytes: number): Promise<void> {
+  const commands = [
+    { execute: "qmp_capabilities" },
+    { execute: "block_resize", arguments: { device: "mailvol", size: bytes } },
+  ];
+  return new Promise((resolve, reject) => {
+    const socket = connect(qmpSocket(h));
+    let buffered = "";
+    let answered = 0;
+    socket.setTimeout(30_000, () => socket.destroy(new Error(`${h.name}: QMP did not answer`)));
+    socket.on("error", reject);
+    socket.on("data", (chunk) => {
+      buffered += chunk.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const msg = JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>;
+        buffered = buffered.slice(nl + 1);
+        if (msg.error) {
+          socket.destroy();
+          reject(new Error(`${h.name}: QMP refused: ${JSON.stringify(msg.error)}`));
+          return;
+        }
+        // The greeting, then one reply per command; events come in between.
+        if (msg.QMP || "return" in msg) {
+          if ("return" in msg) answered++;
+          if (answered === commands.length) {
+            socket.end();
+            resolve();
+            return;
+          }
+          socket.write(`${JSON.stringify(commands[answered])}\n`);
+        }
+      }
+    });
+  });
 }

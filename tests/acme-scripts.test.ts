@@ -278,6 +278,7 @@ describe("mailstack-cert renews when the directory changed (acmeStaging true -> 
 
   const certEnv = () => ({
     MAILSTACK_ETC: etc,
+    MAILSTACK_TLS_DIR: join(etc, "tls"),
     MAILSTACK_CERTBOT_STATE: join(dir, "state"),
     MAILSTACK_CERTBOT_LOGS: join(dir, "logs"),
     PATH: `${bin}:${process.env.PATH}`,
@@ -307,7 +308,7 @@ describe("mailstack-cert renews when the directory changed (acmeStaging true -> 
     const res = await run(CERT, [], certEnv());
     expect(res.status).toBe(0);
     expect(res.stderr).toContain(
-      `the certificate was not issued by ${LE} (recorded: ${STAGING}): replacing it`,
+      `the certificate was not issued by ${LE} (recorded: ${STAGING}): requesting a new one`,
     );
     const [call] = certbotCalls();
     expect(call).toContain(`--server ${LE} `);
@@ -326,8 +327,76 @@ describe("mailstack-cert renews when the directory changed (acmeStaging true -> 
     rmSync(issuer);
     const res = await run(CERT, [], certEnv());
     expect(res.status).toBe(0);
-    expect(res.stderr).toContain("(recorded: nothing): replacing it");
+    expect(res.stderr).toContain("(recorded: nothing): requesting a new one");
     expect(certbotCalls()).toHaveLength(2);
     expect(readFileSync(issuer, "utf8")).toBe(`${LE}\n`);
+  });
+
+  // Postfix and Dovecot run `mailstack-cert --check` before they start.
+  test("--check passes the certificate from the configured directory, and changes nothing", async () => {
+    const before = serial();
+    const res = await run(CERT, ["--check"], certEnv());
+    expect([res.status, res.stderr]).toEqual([0, ""]);
+    expect(serial()).toBe(before);
+    expect(certbotCalls()).toHaveLength(2);
+  });
+
+  test("--check refuses a certificate no ACME directory issued (a self-signed one), and asks for none", async () => {
+    const real = readFileSync(crt);
+    try {
+      rmSync(issuer);
+      selfSigned(crt);
+      const res = await run(CERT, ["--check"], certEnv());
+      expect(res.status).toBe(1);
+      expect(res.stderr).toBe(
+        "mailstack-cert: refusing to serve: the certificate was not issued by " +
+          `${LE} (recorded: nothing)\n`,
+      );
+      expect(certbotCalls()).toHaveLength(2);
+    } finally {
+      writeFileSync(crt, real);
+      writeFileSync(issuer, `${LE}\n`);
+    }
+  });
+
+  test("--check refuses a missing certificate and one for another key", async () => {
+    const real = readFileSync(crt);
+    const otherKey = join(dir, "other.key");
+    try {
+      rmSync(crt);
+      expect((await run(CERT, ["--check"], certEnv())).stderr).toBe(
+        `mailstack-cert: refusing to serve: there is no certificate at ${crt}\n`,
+      );
+      execFileSync("openssl", [
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        otherKey,
+      ]);
+      execFileSync("openssl", [
+        "req",
+        "-x509",
+        "-key",
+        otherKey,
+        "-subj",
+        "/CN=mail.a.example",
+        "-addext",
+        "subjectAltName=DNS:mail.a.example",
+        "-days",
+        "90",
+        "-out",
+        crt,
+      ]);
+      const res = await run(CERT, ["--check"], certEnv());
+      expect(res.status).toBe(1);
+      expect(res.stderr).toBe(
+        `mailstack-cert: refusing to serve: the certificate is not for the key ${key}\n`,
+      );
+    } finally {
+      writeFileSync(crt, real);
+    }
   });
 });

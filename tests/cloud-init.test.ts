@@ -4,13 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { inboundRules } from "../components/firewall";
-import { hostPackages } from "../cloud-init/packages";
-import {
-  FIRST_BOOT_RULES,
-  renderCloudInit,
-  renderNftables,
-  type HostSpec,
-} from "../cloud-init/render";
+import { hostFiles, LETS_ENCRYPT } from "../components/host-files";
+import { renderCloudInit, renderNftables, type HostSpec } from "../cloud-init/render";
 import { DEPLOY_KEY, SSH_HOST_KEY } from "./support/keys";
 
 const PROD: HostSpec = {
@@ -22,9 +17,8 @@ const PROD: HostSpec = {
     publicOpenssh: SSH_HOST_KEY.publicOpenssh,
   },
   volumeDevice: "/dev/disk/by-id/scsi-0HC_Volume_4242",
-  clamav: true,
 };
-const STAGING: HostSpec = { ...PROD, fqdn: "mail.staging.example.eu", clamav: false };
+const STAGING: HostSpec = { ...PROD, fqdn: "mail.staging.example.eu" };
 
 const tmp = mkdtempSync(join(tmpdir(), "mailstack-cloud-init-"));
 const writeTmp = (name: string, text: string) => {
@@ -89,7 +83,7 @@ describe("userData", () => {
     });
     expect(doc.ssh_deletekeys).toBe(true);
     expect(doc.ssh_genkeytypes).toEqual(["ed25519"]);
-    expect(file("/etc/ssh/sshd_config.d/10-mailstack.conf")).toMatch(
+    expect(file("/etc/ssh/sshd_config.d/90-mailstack-first-boot.conf")).toMatch(
       /^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m,
     );
   });
@@ -110,21 +104,19 @@ describe("userData", () => {
       },
       { name: "deploy", gecos: "mailstack deployment", shell: "/bin/sh", lock_passwd: true },
     ]);
-    const sshd = file("/etc/ssh/sshd_config.d/10-mailstack.conf");
-    for (const line of [
+    // The first boot's SSH settings; provisioning adds the full ones (host-files.test.ts).
+    const sshd = file("/etc/ssh/sshd_config.d/90-mailstack-first-boot.conf");
+    expect(sshd.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([
+      "HostKey /etc/ssh/ssh_host_ed25519_key",
       "PermitRootLogin no",
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
       "AuthenticationMethods publickey",
       "AuthorizedKeysFile /etc/ssh/authorized_keys/%u",
       "AllowUsers admin deploy",
-      "LogLevel VERBOSE",
-      "KexAlgorithms sntrup761x25519-sha512@openssh.com,mlkem768x25519-sha256,curve25519-sha256,curve25519-sha256@libssh.org",
-      "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com",
-      "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
-    ]) {
-      expect(sshd).toMatch(new RegExp(`^${line.replace(/[.+]/g, "\\$&")}$`, "m"));
-    }
+      "AllowTcpForwarding no",
+      "X11Forwarding no",
+    ]);
   });
 
   test("binds the deployment key to mailstack-deploy: no shell, no forwarding, no other command", () => {
@@ -184,25 +176,36 @@ describe("userData", () => {
     expect(doc.runcmd).toEqual([["/usr/local/sbin/mailstack-bootstrap"]]);
   });
 
-  test("lists the mail packages; ClamAV only when enabled", () => {
-    const list = (spec: HostSpec) =>
-      parse(renderCloudInit(spec)).write_files.find(
-        (w: { path: string }) => w.path === "/etc/mailstack/packages.list",
-      ).content;
-    expect(list(PROD)).toBe(hostPackages({ clamav: true }).join("\n") + "\n");
-    for (const p of [
-      "postfix",
-      "dovecot-imapd",
-      "dovecot-lmtpd",
-      "rspamd",
-      "redis-server",
-      "nftables",
-      "fail2ban",
-      "clamav-daemon",
-    ]) {
-      expect(list(PROD).split("\n")).toContain(p);
+  // Hetzner replaces the server when userData changes: nothing a running host may change
+  // (packages, settings, the full SSH and firewall rules, secrets) is in it.
+  test("carries no file that provisioning installs, and no package list", () => {
+    const day2 = hostFiles({
+      clamav: true,
+      adminKeys: [DEPLOY_KEY.publicOpenssh],
+      firewall: inboundRules({ sshAllowedIps: ["198.51.100.7/32"], monitoringAllowedIps: [] }),
+      dkimSelector: "mail",
+      dkimPrivateKeyPem: "dkim",
+      tlsPrivateKeyPem: "tls",
+      fqdn: PROD.fqdn,
+      acme: {
+        directory: LETS_ENCRYPT,
+        email: "hostmaster@example.eu",
+        challenge: { name: "_acme-challenge.mail.example.eu", zone: "example.eu" },
+        dns: { kind: "cloudflare", apiToken: "t", zoneId: "z" },
+      },
+    });
+    const written = doc.write_files.map((w: { path: string }) => w.path);
+    const carried: string[] = doc.write_files.map((w: { content: string }) => w.content);
+    expect(day2.length).toBeGreaterThan(10);
+    for (const f of day2) {
+      // The one shared path: the first boot's fixed SSH-only firewall, which provisioning
+      // replaces with the configured one.
+      if (f.path === "/etc/nftables.conf") continue;
+      expect([f.path, written.includes(f.path)]).toEqual([f.path, false]);
+      if (f.content.length > 200)
+        expect([f.path, carried.some((c) => c.includes(f.content))]).toEqual([f.path, false]);
     }
-    expect(list(STAGING)).not.toContain("clamav");
+    expect(text).not.toContain("packages.list");
   });
 
   test("keeps the metadata service to root", () => {
@@ -242,12 +245,21 @@ describe("host firewall (nftables)", () => {
   });
 
   test("first boot opens SSH to all at the host (the provider firewall limits it), and no mail port", () => {
-    const first = renderNftables(FIRST_BOOT_RULES);
-    expect(first).toMatch(/^\s+tcp dport 22 accept comment "SSH"$/m);
-    expect(first).toMatch(/^\s+meta l4proto \{ icmp, ipv6-icmp \} accept/m);
-    // Packages installed at first boot must not be reachable with Debian's defaults.
-    for (const port of [25, 465, 587, 993, 4190, 9100])
-      expect(first).not.toMatch(new RegExp(`dport ${port} `));
+    const first = parse(renderCloudInit(PROD)).write_files.find(
+      (w: { path: string }) => w.path === "/etc/nftables.conf",
+    ).content;
+    const accepts = first.split("\n").filter((l: string) => / accept( |$)/.test(l));
+    expect(accepts.map((l: string) => l.trim())).toEqual([
+      "ct state established,related accept",
+      'iif "lo" accept',
+      "udp sport 67 udp dport 68 accept",
+      'tcp dport 22 accept comment "SSH"',
+      'meta l4proto { icmp, ipv6-icmp } accept comment "ICMP"',
+    ]);
+    // The same protections as the configured firewall, from the first second on.
+    const configured = conf.split("\n").filter((l) => / drop$|policy drop;|skuid/.test(l));
+    for (const line of configured) expect(first).toContain(line);
+    execFileSync("nft", ["-c", "-f", writeTmp("first-boot.nft", first)], { stdio: "pipe" });
   });
 
   test("drops loopback addresses arriving anywhere but lo, before lo is accepted", () => {

@@ -1,11 +1,69 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { hostPackages } from "../cloud-init/packages";
+import { FIRST_BOOT_SSHD_CONF } from "../cloud-init/render";
+import { inboundRules } from "../components/firewall";
 import {
+  hostFiles,
+  LETS_ENCRYPT,
+  type HostFileSettings,
   renderBundle,
   shellQuote,
   provisionInput,
   PROVISION_SCRIPT,
 } from "../components/host-files";
+
+describe("host files: what may change on a running host", () => {
+  const SETTINGS: HostFileSettings = {
+    clamav: true,
+    adminKeys: [],
+    firewall: inboundRules({ sshAllowedIps: ["198.51.100.7/32"], monitoringAllowedIps: [] }),
+    dkimSelector: "mail",
+    dkimPrivateKeyPem: "dkim",
+    tlsPrivateKeyPem: "tls",
+    fqdn: "mail.example.eu",
+    acme: {
+      directory: LETS_ENCRYPT,
+      email: "hostmaster@example.eu",
+      challenge: { name: "_acme-challenge.mail.example.eu", zone: "example.eu" },
+      dns: { kind: "cloudflare", apiToken: "t", zoneId: "z" },
+    },
+  };
+  const content = (s: HostFileSettings, path: string) =>
+    hostFiles(s).find((f) => f.path === path)?.content;
+
+  test("the package list provisioning installs from: the mail packages, ClamAV only when enabled", () => {
+    const list = content(SETTINGS, "/etc/mailstack/packages.list") ?? "";
+    expect(list).toBe(hostPackages({ clamav: true }).join("\n") + "\n");
+    for (const p of ["postfix", "dovecot-imapd", "dovecot-lmtpd", "rspamd", "redis-server"]) {
+      expect(list.split("\n")).toContain(p);
+    }
+    expect(list).toContain("clamav-daemon");
+    expect(content({ ...SETTINGS, clamav: false }, "/etc/mailstack/packages.list")).not.toContain(
+      "clamav",
+    );
+  });
+
+  test("the full SSH settings sort before the first boot's, so they win, and name modern algorithms only", () => {
+    const path = "/etc/ssh/sshd_config.d/10-mailstack.conf";
+    expect([path, FIRST_BOOT_SSHD_CONF].sort()[0]).toBe(path);
+    const sshd = content(SETTINGS, path) ?? "";
+    for (const line of [
+      "PermitRootLogin no",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "AuthenticationMethods publickey",
+      "AuthorizedKeysFile /etc/ssh/authorized_keys/%u",
+      "AllowUsers admin deploy",
+      "LogLevel VERBOSE",
+      "KexAlgorithms sntrup761x25519-sha512@openssh.com,mlkem768x25519-sha256,curve25519-sha256,curve25519-sha256@libssh.org",
+      "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com",
+      "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
+    ]) {
+      expect(sshd).toMatch(new RegExp(`^${line.replace(/[.+]/g, "\\$&")}$`, "m"));
+    }
+  });
+});
 
 describe("provisioning bundle", () => {
   const file = {
@@ -82,15 +140,24 @@ describe("mailstack-deploy", () => {
   };
   const program = (text: string) => `mailstack-provision ${Buffer.from(text).toString("base64")}\n`;
 
-  test.each([undefined, "", "id", "bash", "sudo -i", "provision; id", "status && id"])(
-    "refuses the request %j",
-    (request) => {
-      const res = deploy(request, program("echo ran"));
-      expect(res.status).toBe(2);
-      expect(res.stdout).toBe("");
-      expect(res.stderr).toMatch(/is not a deployment request \(provision or status\)/);
-    },
-  );
+  test.each([
+    undefined,
+    "",
+    "id",
+    "bash",
+    "sudo -i",
+    "provision; id",
+    "status && id",
+    "detach id",
+    "attach;id",
+  ])("refuses the request %j", (request) => {
+    const res = deploy(request, program("echo ran"));
+    expect(res.status).toBe(2);
+    expect(res.stdout).toBe("");
+    expect(res.stderr).toMatch(
+      /is not a deployment request \(provision, status, attach or detach\)/,
+    );
+  });
 
   test("runs the program it is given, with the rest of standard input (the control)", () => {
     const res = deploy("provision", `${program("echo ran; cat")}/etc/x 0644 root root eA==\n`);

@@ -118,7 +118,7 @@ const JUMP_RAW: Record<string, unknown> = {
 /** The files provisioning sends, by path (after the first line, the program). */
 function sentFiles(d: Deployed): Record<string, { mode: string; owner: string; content: string }> {
   return Object.fromEntries(
-    secretInput(d.one(T.command).inputs.stdin)
+    secretInput(d.one(T.command, "provision-install").inputs.stdin)
       .trim()
       .split("\n")
       .slice(1)
@@ -260,6 +260,28 @@ describe("Hetzner", () => {
 });
 
 describe("userData", () => {
+  // Hetzner replaces the server when userData changes by one byte.
+  test("is byte-identical whatever the day-2 settings: users, keys, firewall, ClamAV, DNS", async () => {
+    const changed = await deploy("day2", {
+      ...PROD_RAW,
+      users: JSON.stringify([{ address: "carol@example.eu", quotaMb: 100 }]),
+      aliases: undefined,
+      sshAllowedIps: JSON.stringify(["192.0.2.0/24"]),
+      monitoringAllowedIps: JSON.stringify(["192.0.2.9/32"]),
+      clamav: "false",
+      dmarcPolicy: "quarantine",
+      logRetentionDays: "3",
+      volumeSizeGb: "80",
+    });
+    // Only the volume's device differs: each mocked volume gets its own id.
+    const userData = (d: Deployed) =>
+      secretInput(d.one(T.server).inputs.userData).replace(/scsi-0HC_Volume_\d+/, "VOLUME");
+    expect(userData(changed)).toBe(userData(prod));
+    // The control: the settings did reach the host, through provisioning.
+    expect(sentFiles(changed)["/etc/mailstack/packages.list"].content).not.toContain("clamav");
+    expect(sentFiles(prod)["/etc/mailstack/packages.list"].content).toContain("clamav");
+  });
+
   test("is the rendered cloud-init, secret, with the pinned host key and the volume's device", async () => {
     const { server } = prod.stack.server;
     expect(await pulumi.isSecret(server.userData)).toBe(true);
@@ -477,7 +499,7 @@ describe("Cloudflare", () => {
 
 describe("provisioning", () => {
   test("connects as admin with the deployment key and accepts only the pinned host key", () => {
-    const cmd = prod.one(T.command);
+    const cmd = prod.one(T.command, "provision-install");
     // The whole connection is secret, since the private key in it is.
     const { host, user, privateKey, hostKey } = secretInput<Record<string, unknown>>(
       cmd.inputs.connection,
@@ -490,11 +512,35 @@ describe("provisioning", () => {
     });
     // A request to mailstack-deploy, which the key is bound to; the program comes on stdin.
     expect(cmd.inputs.create).toBe("provision");
-    expect(cmd.inputs.triggers).toEqual([prod.one(T.server).id]);
+    // A new server, or a bigger volume (its file system grows), re-runs it.
+    expect(cmd.inputs.triggers).toEqual([prod.one(T.server).id, prod.config.volumeSizeGb]);
+  });
+
+  test("the mail volume is mounted after its attachment and released before it goes", () => {
+    const volume = prod.one(T.command, "provision-volume");
+    const attachment = prod.one(T.attachment);
+    // mailstack-deploy requests: `attach` mounts the volume; `detach` stops the mail services
+    // and unmounts it. Pulumi deletes dependents first, so `detach` runs before the provider
+    // detaches the volume, on a replacement and on a destroy.
+    expect([volume.inputs.create, volume.inputs.delete]).toEqual(["attach", "detach"]);
+    const volumeOpts = prod.opts.get(volume.name);
+    expect(volumeOpts?.dependsOn).toEqual([prod.stack.server.volumeAttachment]);
+    expect(volumeOpts?.deleteBeforeReplace).toBe(true);
+    // One per attachment: a new server (and with it a new attachment) attaches anew.
+    expect(volume.inputs.triggers).toEqual([attachment.id]);
+    expect(secretInput<Record<string, unknown>>(volume.inputs.connection)).toEqual(
+      secretInput<Record<string, unknown>>(
+        prod.one(T.command, "provision-install").inputs.connection,
+      ),
+    );
+    // Provisioning runs with the volume mounted.
+    expect(prod.opts.get(prod.one(T.command, "provision-install").name)?.dependsOn).toEqual([
+      prod.stack.provisioning.volume,
+    ]);
   });
 
   test("control: without sshProxy, the host is dialled directly, with no proxy at all", () => {
-    expect(secretInput(prod.one(T.command).inputs.connection)).toEqual({
+    expect(secretInput(prod.one(T.command, "provision-install").inputs.connection)).toEqual({
       host: MOCK_IPV4,
       // The SDK's default, sent as it always was.
       port: 22,
@@ -507,7 +553,7 @@ describe("provisioning", () => {
   });
 
   test("with sshProxy, through the bastion: its host key pinned, its account's key, retried as the host", () => {
-    expect(secretInput(jump.one(T.command).inputs.connection)).toEqual({
+    expect(secretInput(jump.one(T.command, "provision-install").inputs.connection)).toEqual({
       host: MOCK_IPV4,
       // The SDK's default, sent as it always was.
       port: 22,
@@ -535,12 +581,14 @@ describe("provisioning", () => {
         "the bastion's account (pulumi config set --secret mailstack:sshProxyPrivateKey < key)",
     );
     // Control: given the key, as index.ts passes it, the same config deploys (jump, above).
-    expect(jump.one(T.command).inputs.connection).toBeDefined();
+    expect(jump.one(T.command, "provision-install").inputs.connection).toBeDefined();
   });
 
   test("sends the secrets and day-2 settings on standard input, as a secret", async () => {
     expect(await pulumi.isSecret(prod.stack.provisioning.command.stdin)).toBe(true);
-    const [program, ...bundle] = secretInput(prod.one(T.command).inputs.stdin).trim().split("\n");
+    const [program, ...bundle] = secretInput(prod.one(T.command, "provision-install").inputs.stdin)
+      .trim()
+      .split("\n");
     expect(program).toBe(`mailstack-provision ${Buffer.from(PROVISION_SCRIPT).toString("base64")}`);
     const files = Object.fromEntries(
       bundle.map((line) => {
@@ -550,6 +598,8 @@ describe("provisioning", () => {
     );
     expect(Object.keys(files).sort()).toEqual(
       [
+        "/etc/mailstack/packages.list",
+        "/etc/ssh/sshd_config.d/10-mailstack.conf",
         "/etc/mailstack/acme-dns.ini",
         "/etc/mailstack/acme.conf",
         "/etc/mailstack/dkim/mail.key",
@@ -643,7 +693,7 @@ describe("provisioning", () => {
   });
 
   test("staging stacks use the ACME staging CA", () => {
-    const stdin = secretInput(staging.one(T.command).inputs.stdin);
+    const stdin = secretInput(staging.one(T.command, "provision-install").inputs.stdin);
     const line = stdin.split("\n").find((l) => l.startsWith("/etc/mailstack/acme.conf "))!;
     expect(Buffer.from(line.split(" ")[4], "base64").toString()).toContain(
       "ACME_SERVER='https://acme-staging-v02.api.letsencrypt.org/directory'",

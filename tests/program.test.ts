@@ -99,7 +99,7 @@ describe("a valid stack", () => {
   test("a second evaluation sends a byte-identical provisioning bundle (no diff, no re-run)", async () => {
     const bundles = () =>
       created
-        .filter((r) => r.type === "command:remote:Command")
+        .filter((r) => r.type === "command:remote:Command" && r.name.endsWith("-install"))
         .map((r) => secretInput(r.inputs.stdin));
     const first = bundles();
     await loadProgram();

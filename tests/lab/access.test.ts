@@ -28,7 +28,9 @@ describe("the deployment key", () => {
       const res = as("deploy", command);
       expect(res.status).toBe(2);
       expect(res.stdout).not.toMatch(/uid=|root:/);
-      expect(res.stderr).toMatch(/is not a deployment request \(provision or status\)/);
+      expect(res.stderr).toMatch(
+        /is not a deployment request \(provision, status, attach or detach\)/,
+      );
     },
   );
 
@@ -203,7 +205,7 @@ describe("sandboxing", () => {
     onHost(alpha, "systemctl start mailstack-cert.service");
     expect(onHost(alpha, "systemctl show -P Result mailstack-cert.service").trim()).toBe("success");
     expect(
-      onHost(alpha, "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -checkend 86400"),
+      onHost(alpha, "openssl x509 -in /srv/mail/.mailstack/tls/mail.crt -noout -checkend 86400"),
     ).toMatch(/will not expire/);
     expect(onHost(alpha, "systemctl is-active rspamd clamav-daemon unbound")).toBe(
       "active\nactive\nactive\n",

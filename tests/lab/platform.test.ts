@@ -141,7 +141,8 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
 
   describe("provisioning again", () => {
     test("changes nothing, keeps the certificate and serves it still", async () => {
-      const serial = () => onHost(h, "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -serial");
+      const serial = () =>
+        onHost(h, "openssl x509 -in /srv/mail/.mailstack/tls/mail.crt -noout -serial");
       const before = serial();
       const log = await provision(h);
       expect(log).toContain("mailstack-provision: installed ");
@@ -157,7 +158,7 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
     test("issued by ACME DNS-01 for the stable key, served on port 25, chained to the lab CA, matching TLSA", async () => {
       const onDisk = onHost(
         h,
-        "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -ext subjectAltName",
+        "openssl x509 -in /srv/mail/.mailstack/tls/mail.crt -noout -ext subjectAltName",
       );
       expect(onDisk).toContain(`DNS:${mx}`);
 
@@ -211,7 +212,8 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
     // Each dynamic update raises the zone's SOA serial by one (knot, serial-policy increment).
     const zoneSerial = (zone: string) =>
       Number(answers(NS_IP4, `${zone}.`, "SOA")[0].split(" ")[2]);
-    const serial = () => onHost(h, "openssl x509 -in /etc/mailstack/tls/mail.crt -noout -serial");
+    const serial = () =>
+      onHost(h, "openssl x509 -in /srv/mail/.mailstack/tls/mail.crt -noout -serial");
 
     test("renewal writes the challenge at the delegated name in the challenge zone, never in the mail zone", () => {
       expect(answers(SERVICES_IP4, `_acme-challenge.${mx}.`, "CNAME")).toEqual([
@@ -247,13 +249,13 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
     });
 
     test("a certificate from another ACME directory (acmeStaging switched off) is replaced at once", () => {
-      const file = "/etc/mailstack/tls/mail.acme-server";
+      const file = "/srv/mail/.mailstack/tls/mail.acme-server";
       expect(onHost(h, `cat ${file}`).trim()).toBe(ACME_DIRECTORY);
       const old = serial();
       // As if the certificate had come from the staging CA, with plenty of time left.
       onHost(h, `echo https://acme-staging-v02.api.letsencrypt.org/directory > ${file}`);
       const log = onHost(h, "/usr/local/sbin/mailstack-cert 2>&1");
-      expect(log).toContain("replacing it");
+      expect(log).toContain("requesting a new one");
       expect(serial()).not.toBe(old);
       expect(onHost(h, `cat ${file}`).trim()).toBe(ACME_DIRECTORY);
       // The next daily run keeps it.
