@@ -9,6 +9,9 @@ import {
   isDnsLabel,
   isDomainName,
   isEmail,
+  isIpAddress,
+  isLoginName,
+  sshPrivateKeyProblem,
   sshPublicKeyProblem,
 } from "./validate";
 
@@ -44,6 +47,21 @@ export interface BackupSpec {
   keepMonthly: number;
 }
 
+/**
+ * A bastion that provisioning reaches the host through, for a deployment that runs outside
+ * `sshAllowedIps` (a hosted CI runner): docs/gitops.md, "Reaching the host from the pipeline".
+ */
+export interface SshProxySpec {
+  /** The bastion's DNS name or IP address. */
+  host: string;
+  /** Its SSH port. */
+  port: number;
+  /** The account on the bastion, whose key may only forward to the mail host's port 22. */
+  user: string;
+  /** The bastion's host key, `type base64`: any other key is refused. */
+  hostPublicKey: string;
+}
+
 export interface MailStackConfig {
   domain: string;
   hostname: string;
@@ -56,6 +74,8 @@ export interface MailStackConfig {
   image: string;
   sshPublicKeys: string[];
   sshAllowedIps: string[];
+  /** The bastion provisioning connects through; direct when unset. */
+  sshProxy?: SshProxySpec;
   volumeSizeGb: number;
   users: UserSpec[];
   /** Group and role addresses: alias -> mailbox or alias addresses, all inside `domain`. */
@@ -118,6 +138,7 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   image: "string",
   sshPublicKeys: "json",
   sshAllowedIps: "json",
+  sshProxy: "json",
   volumeSizeGb: "integer",
   users: "json",
   aliases: "json",
@@ -145,6 +166,7 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   expiresAt: "string",
   acmeDnsToken: "secret",
   relayPassword: "secret",
+  sshProxyPrivateKey: "secret",
 };
 
 /** Secrets of the contract: read as Pulumi secrets, never as plain values. */
@@ -156,12 +178,25 @@ export interface MailStackSecrets {
   acmeDnsToken?: pulumi.Output<string>;
   /** SASL password for `relayUser` at `relayHost`; set only together with them. */
   relayPassword?: pulumi.Output<string>;
+  /** The private key of the account on `sshProxy`; set only together with it. */
+  sshProxyPrivateKey?: pulumi.Output<string>;
 }
 
 /** Stands in for a secret's value in parseConfig, which checks only that it is set. */
 const SECRET_SET = Symbol("secret set");
 /** Stands in for a secret whose value is not one line (see ONE_LINE). */
 const SECRET_NOT_ONE_LINE = Symbol("secret not one line");
+
+/** Stands in for a secret key whose value is refused: holds why, never the value. */
+class SecretRefused {
+  constructor(readonly why: string) {}
+}
+
+/**
+ * Secrets that are SSH private keys: several lines by nature, checked as keys instead of
+ * for being one line. They never reach a file on the host; the provider alone uses them.
+ */
+const PRIVATE_KEY_SECRETS = new Set(["sshProxyPrivateKey"]);
 
 /**
  * A line break or NUL in a value. Every value may end up in a file on the host (an SSH key
@@ -193,12 +228,10 @@ export function readConfig(): MailStackConfig {
     .map((k) => k.slice("mailstack:".length));
   const raw: Record<string, unknown> = {};
   for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
-    // A secret is only checked for presence and for being one line here; its value is read
-    // by readSecrets and never reaches parseConfig.
+    // A secret is only checked for presence and for being one line (or a key) here; its
+    // value is read by readSecrets and never reaches parseConfig.
     if (kind !== "secret") raw[key] = config.get(key);
-    else if (set.includes(key)) {
-      raw[key] = LINE_BREAK.test(all[`mailstack:${key}`]) ? SECRET_NOT_ONE_LINE : SECRET_SET;
-    }
+    else if (set.includes(key)) raw[key] = secretStandIn(key, all[`mailstack:${key}`]);
   }
   return parseConfig(
     raw,
@@ -211,10 +244,21 @@ export function readSecrets(): MailStackSecrets {
   const config = new pulumi.Config("mailstack");
   const relayPassword = config.getSecret("relayPassword");
   const acmeDnsToken = config.getSecret("acmeDnsToken");
+  const sshProxyPrivateKey = config.getSecret("sshProxyPrivateKey");
   return {
     ...(acmeDnsToken !== undefined ? { acmeDnsToken } : {}),
     ...(relayPassword !== undefined ? { relayPassword } : {}),
+    ...(sshProxyPrivateKey !== undefined ? { sshProxyPrivateKey } : {}),
   };
+}
+
+/** What readConfig hands parseConfig for a secret that is set: whether it passes, not what it is. */
+function secretStandIn(key: string, value: string): unknown {
+  if (PRIVATE_KEY_SECRETS.has(key)) {
+    const why = sshPrivateKeyProblem(value);
+    return why === undefined ? SECRET_SET : new SecretRefused(why);
+  }
+  return LINE_BREAK.test(value) ? SECRET_NOT_ONE_LINE : SECRET_SET;
 }
 
 /**
@@ -253,6 +297,7 @@ export function parseConfig(
   for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
     const v = values[key];
     if (kind === "secret") {
+      if (PRIVATE_KEY_SECRETS.has(key)) continue; // checked as a key, with sshProxy
       if (v === SECRET_NOT_ONE_LINE || (typeof v === "string" && LINE_BREAK.test(v))) {
         fail(key, ONE_LINE, SECRET_SET);
         notOneLine.push(key);
@@ -360,6 +405,33 @@ export function parseConfig(
   });
   const sshAllowedIps = cidrList(values, "sshAllowedIps", ANYWHERE, fail);
   const monitoringAllowedIps = cidrList(values, "monitoringAllowedIps", [], fail);
+  const sshProxy = sshProxySpec(values, fail);
+  // The bastion's key goes with the bastion: without it provisioning could not log in
+  // there, and a key without a bastion would be a secret that nothing uses.
+  const proxyKey = values.sshProxyPrivateKey;
+  if (proxyKey !== undefined && proxyKey !== "") {
+    const why =
+      proxyKey instanceof SecretRefused
+        ? proxyKey.why
+        : typeof proxyKey === "string"
+          ? sshPrivateKeyProblem(proxyKey)
+          : undefined;
+    if (why) fail("sshProxyPrivateKey", why, SECRET_SET);
+    if (values.sshProxy === undefined && !broken.has("sshProxy")) {
+      fail(
+        "sshProxyPrivateKey",
+        "is set but sshProxy is not: the key is for the bastion's account",
+        SECRET_SET,
+      );
+    }
+  } else if (values.sshProxy !== undefined) {
+    fail(
+      "sshProxyPrivateKey",
+      "is required when sshProxy is set: the private key of the bastion's account " +
+        "(pulumi config set --secret mailstack:sshProxyPrivateKey < key)",
+      undefined,
+    );
+  }
 
   // --- mailboxes -----------------------------------------------------------------------
   const before = failures;
@@ -566,6 +638,7 @@ export function parseConfig(
     image,
     sshPublicKeys: sshPublicKeys.map((k) => k.trim()),
     sshAllowedIps,
+    ...(sshProxy ? { sshProxy } : {}),
     volumeSizeGb,
     users,
     aliases,
@@ -695,6 +768,59 @@ function cidrList(
     if (why) fail(`${key}[${i}]`, why, cidr);
   });
   return list;
+}
+
+const SSH_PROXY_KEYS = ["host", "port", "user", "hostPublicKey"];
+
+/** `sshProxy`: the bastion's address, port, account and pinned host key; undefined if unset. */
+function sshProxySpec(values: Record<string, unknown>, fail: Fail): SshProxySpec | undefined {
+  const v = values.sshProxy;
+  if (v === undefined) return undefined;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    fail("sshProxy", "must be an object {host, port?, user, hostPublicKey}", v);
+    return undefined;
+  }
+  const obj = v as Record<string, unknown>;
+  let ok = true;
+  const refuse = (key: string, rule: string, value: unknown) => {
+    ok = false;
+    fail(`sshProxy.${key}`, rule, value);
+  };
+  for (const k of Object.keys(obj).filter((k) => !SSH_PROXY_KEYS.includes(k))) {
+    refuse(k, `is not an sshProxy setting (known: ${SSH_PROXY_KEYS.join(", ")})`, k);
+  }
+  const text = (key: string, what: string): string => {
+    const x = obj[key];
+    if (x === undefined || (typeof x === "string" && x.trim() === "")) {
+      refuse(key, `is required: ${what}`, x);
+    } else if (typeof x !== "string") refuse(key, "must be a string", x);
+    return typeof x === "string" ? x.trim() : "";
+  };
+
+  const host = text("host", "the bastion's DNS name or IP address").toLowerCase();
+  if (host && !isDomainName(host) && !isIpAddress(host)) {
+    refuse(
+      "host",
+      "must be the bastion's DNS name or IP address, without port or brackets, e.g. bastion.example.eu or 198.51.100.9",
+      obj.host,
+    );
+  }
+  const port = integer(obj, "port", 22, (_, rule, value) => refuse("port", rule, value), 1, 65535);
+  const user = text("user", "the bastion account provisioning logs in as");
+  if (user && !isLoginName(user)) {
+    refuse(
+      "user",
+      "must be a login name: a lower-case letter or _, then letters, digits, _ or -, at most 32 characters",
+      obj.user,
+    );
+  }
+  const hostPublicKey = text("hostPublicKey", "the bastion's host key, e.g. from ssh-keyscan");
+  const why = hostPublicKey ? sshPublicKeyProblem(hostPublicKey) : undefined;
+  if (why) refuse("hostPublicKey", why, obj.hostPublicKey);
+  if (!ok) return undefined;
+  // Pinned as the host's own key is sent: type and key data; a comment is no part of the key.
+  const [type, data] = hostPublicKey.split(/\s+/);
+  return { host, port, user, hostPublicKey: `${type} ${data}` };
 }
 
 function backupSpec(values: Record<string, unknown>, fail: Fail): BackupSpec {

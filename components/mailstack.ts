@@ -23,6 +23,11 @@ export interface MailStackArgs {
   acmeDnsToken?: pulumi.Input<string>;
   /** SASL password at `relayHost` (`mailstack:relayPassword`, secret). */
   relayPassword?: pulumi.Input<string>;
+  /**
+   * Private key of the account on the bastion (`mailstack:sshProxyPrivateKey`, secret);
+   * required with `config.sshProxy`.
+   */
+  sshProxyPrivateKey?: pulumi.Input<string>;
 }
 
 /**
@@ -94,6 +99,15 @@ export class MailStack extends pulumi.ComponentResource {
       const notice = tokenExpiryNotice(cfg.acmeTokenExpiresOn, new Date());
       if (notice?.level === "error") throw new pulumi.ResourceError(notice.message, this);
       if (notice) void pulumi.log.warn(notice.message, this);
+    }
+
+    // Checked by parseConfig for a stack; a program that builds the args itself is told too.
+    if (cfg.sshProxy && args.sshProxyPrivateKey === undefined) {
+      throw new pulumi.ResourceError(
+        "mailstack:sshProxyPrivateKey: is required when sshProxy is set: the private key of " +
+          "the bastion's account (pulumi config set --secret mailstack:sshProxyPrivateKey < key)",
+        this,
+      );
     }
 
     this.keys = new MailKeys(`${name}-keys`, parent);
@@ -217,6 +231,9 @@ export class MailStack extends pulumi.ComponentResource {
         volumeAttachment: this.server.volumeAttachment,
         // A new server is provisioned from scratch; a bigger volume grows its file system.
         triggers: [this.server.server.id, this.server.volume.size],
+        ...(cfg.sshProxy && args.sshProxyPrivateKey !== undefined
+          ? { proxy: { ...cfg.sshProxy, privateKey: pulumi.secret(args.sshProxyPrivateKey) } }
+          : {}),
       },
       parent,
     );

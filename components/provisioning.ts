@@ -2,6 +2,7 @@ import * as command from "@pulumi/command";
 import type * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import { DEPLOY_USER } from "../cloud-init/render";
+import type { SshProxySpec } from "./config";
 import {
   PROVISION_REQUEST,
   VOLUME_ATTACH_REQUEST,
@@ -9,6 +10,17 @@ import {
   provisionInput,
   type HostFile,
 } from "./host-files";
+
+/** A bastion to connect through: its settings and its account's private key. */
+export interface ProvisioningProxy extends SshProxySpec {
+  /** The private key of `user` on the bastion, OpenSSH or PEM format. */
+  privateKey: pulumi.Input<string>;
+}
+
+// A new server takes a minute or two to accept SSH: retry for about ten. Through a bastion
+// the same limits apply to reaching the bastion, which is retried as the host is.
+const DIAL_ERROR_LIMIT = 40;
+const PER_DIAL_TIMEOUT = 15;
 
 export interface ProvisioningArgs {
   /** Address to reach the host on (its IPv4). */
@@ -23,11 +35,17 @@ export interface ProvisioningArgs {
   volumeAttachment: hcloud.VolumeAttachment;
   /** Values whose change re-runs provisioning although no file changed (the server id). */
   triggers?: pulumi.Input<unknown[]>;
+  /**
+   * The bastion to reach the host through (`mailstack:sshProxy`), for a deployment outside
+   * `sshAllowedIps`; unset, the host is dialled directly.
+   */
+  proxy?: ProvisioningProxy;
 }
 
 /**
  * Installs secrets and day-2 settings on the host over SSH, as the deployment account, whose
- * key runs `mailstack-deploy` and nothing else, against the pinned host key. It first waits
+ * key runs `mailstack-deploy` and nothing else, against the pinned host key, directly or
+ * through a bastion (`mailstack:sshProxy`) whose own host key is pinned too. It first waits
  * for cloud-init and fails with its log when the first boot failed. The provisioning program
  * and the files travel on standard input, never in the command line or userData; a change of
  * any of them re-runs it, and nothing here can replace the server.
@@ -48,9 +66,9 @@ export class Provisioning extends pulumi.ComponentResource {
       user: DEPLOY_USER,
       privateKey: args.deployPrivateKey,
       hostKey: pulumi.output(args.hostPublicKey).apply((k) => k.trim()),
-      // A new server takes a minute or two to accept SSH: retry for about ten.
-      dialErrorLimit: 40,
-      perDialTimeout: 15,
+      dialErrorLimit: DIAL_ERROR_LIMIT,
+      perDialTimeout: PER_DIAL_TIMEOUT,
+      ...(args.proxy ? { proxy: proxyConnection(args.proxy) } : {}),
     };
     this.volume = new command.remote.Command(
       `${name}-volume`,
@@ -77,4 +95,17 @@ export class Provisioning extends pulumi.ComponentResource {
     );
     this.registerOutputs({ stderr: this.command.stderr });
   }
+}
+
+/** The bastion's side of the connection: pinned like the host, retried like the host. */
+function proxyConnection(proxy: ProvisioningProxy): command.types.input.remote.ProxyConnectionArgs {
+  return {
+    host: proxy.host,
+    port: proxy.port,
+    user: proxy.user,
+    privateKey: proxy.privateKey,
+    hostKey: proxy.hostPublicKey.trim(),
+    dialErrorLimit: DIAL_ERROR_LIMIT,
+    perDialTimeout: PER_DIAL_TIMEOUT,
+  };
 }

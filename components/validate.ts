@@ -180,3 +180,59 @@ function readSshStrings(blob: Buffer): Buffer[] | undefined {
   }
   return out.length > 0 ? out : undefined;
 }
+
+/**
+ * An IP address literal: IPv4 as four decimal numbers (ipaddr.js would also read
+ * `198.51.100` and hex or octal, which ssh and Go do not), or IPv6 without a zone and
+ * without brackets (the port is a setting of its own).
+ */
+export function isIpAddress(value: string): boolean {
+  return (
+    ipaddr.IPv4.isValidFourPartDecimal(value) ||
+    (ipaddr.IPv6.isValid(value) && !value.includes("%"))
+  );
+}
+
+/** A login name as Debian's adduser takes it by default (NAME_REGEX), at most 32 characters. */
+export function isLoginName(value: string): boolean {
+  return /^[a-z_][a-z0-9_-]{0,31}$/.test(value);
+}
+
+/** PEM labels of the private keys the command provider reads (Go's ssh.ParsePrivateKey). */
+const PRIVATE_KEY_LABELS = [
+  "OPENSSH PRIVATE KEY",
+  "RSA PRIVATE KEY",
+  "EC PRIVATE KEY",
+  "PRIVATE KEY",
+];
+
+/**
+ * Checks an SSH private key as the command provider reads it: one `-----BEGIN ...-----`
+ * block in OpenSSH, PKCS#1, SEC1 or PKCS#8 format, without a passphrase. Returns a reason
+ * when it is not, undefined when it is good. A deployment has nobody to type a passphrase,
+ * and the provider would find that out only when it dials, after every retry.
+ */
+export function sshPrivateKeyProblem(text: string): string | undefined {
+  const encrypted =
+    "is protected by a passphrase, which a deployment cannot type: use a key of its own without one (ssh-keygen -t ed25519 -N '')";
+  const m = /^-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)\r?\n-----END \1-----$/.exec(text.trim());
+  if (m?.[1] === "ENCRYPTED PRIVATE KEY") return encrypted;
+  if (!m || !PRIVATE_KEY_LABELS.includes(m[1])) {
+    return "must be an SSH private key in OpenSSH or PEM format (-----BEGIN OPENSSH PRIVATE KEY----- ...)";
+  }
+  const [, label, body] = m;
+  // PKCS#1 and SEC1 say so in a header; OpenSSH names its cipher inside the key.
+  if (/^Proc-Type:\s*4,ENCRYPTED/m.test(body)) return encrypted;
+  if (label === "OPENSSH PRIVATE KEY") {
+    const blob = Buffer.from(body.replace(/\s+/g, ""), "base64");
+    const magic = "openssh-key-v1\0";
+    if (blob.subarray(0, magic.length).toString("latin1") !== magic) {
+      return "the OpenSSH private key's data is not an openssh-key-v1 key";
+    }
+    // The cipher's name is the first string after the magic; "none" when unencrypted.
+    const rest = blob.subarray(magic.length);
+    const length = rest.length >= 4 ? rest.readUInt32BE(0) : -1;
+    if (rest.subarray(4, 4 + length).toString("latin1") !== "none") return encrypted;
+  }
+  return undefined;
+}

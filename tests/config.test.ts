@@ -10,6 +10,7 @@ import {
   readSecrets,
 } from "../components/config";
 import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, STAGING_RAW } from "./support/config";
+import { BASTION_HOST_KEY, DKIM_KEY, JUMP_KEY, TLS_KEY } from "./support/keys";
 
 /** The problems parseConfig reports for a config, or [] when it passes. */
 function problems(raw: Record<string, unknown>, unknown: string[] = []): string[] {
@@ -909,6 +910,209 @@ describe("ACME challenge zone and token", () => {
   });
 });
 
+describe("sshProxy: the bastion provisioning connects through", () => {
+  const BASTION = {
+    host: "bastion.example.eu",
+    user: "mailstack-jump",
+    hostPublicKey: `${BASTION_HOST_KEY.publicOpenssh.trim()} root@bastion`,
+  };
+  const proxied = (change: Record<string, unknown> = {}) => ({
+    ...MINIMAL_RAW,
+    sshProxy: JSON.stringify({ ...BASTION, ...change }),
+    sshProxyPrivateKey: JUMP_KEY.privateOpenssh,
+  });
+  /** An OpenSSH private key whose header names another cipher: what a passphrase makes. */
+  const withCipher = (key: string, cipher: string) => {
+    const body = Buffer.from(key.split("\n").slice(1, -2).join(""), "base64");
+    const magic = "openssh-key-v1\0".length;
+    const name = Buffer.alloc(4 + cipher.length);
+    name.writeUInt32BE(cipher.length);
+    name.write(cipher, 4, "latin1");
+    const rest = body.subarray(magic + 4 + body.readUInt32BE(magic));
+    const b64 = Buffer.concat([body.subarray(0, magic), name, rest]).toString("base64");
+    return `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64.match(/.{1,70}/g)!.join("\n")}\n-----END OPENSSH PRIVATE KEY-----\n`;
+  };
+
+  test("is read with port 22 by default, the host key pinned as type and key data", () => {
+    expect(parseConfig(proxied()).sshProxy).toEqual({
+      host: "bastion.example.eu",
+      port: 22,
+      user: "mailstack-jump",
+      hostPublicKey: BASTION_HOST_KEY.publicOpenssh.trim(),
+    });
+  });
+
+  test("control: unset, there is no bastion, and no key is asked for", () => {
+    expect(parseConfig(MINIMAL_RAW).sshProxy).toBeUndefined();
+    expect(problems(MINIMAL_RAW)).toEqual([]);
+  });
+
+  test("a port, an IP address in either family, a host name in capitals", () => {
+    expect(parseConfig(proxied({ port: 2222 })).sshProxy?.port).toBe(2222);
+    expect(parseConfig(proxied({ host: "198.51.100.9" })).sshProxy?.host).toBe("198.51.100.9");
+    expect(parseConfig(proxied({ host: "2001:db8::9" })).sshProxy?.host).toBe("2001:db8::9");
+    expect(parseConfig(proxied({ host: "Bastion.Example.EU" })).sshProxy?.host).toBe(
+      "bastion.example.eu",
+    );
+  });
+
+  test.each([
+    [
+      "a host with a port",
+      { host: "bastion.example.eu:2222" },
+      'mailstack:sshProxy.host: must be the bastion\'s DNS name or IP address, without port or brackets, e.g. bastion.example.eu or 198.51.100.9; got "bastion.example.eu:2222"',
+    ],
+    [
+      "an IPv6 address in brackets",
+      { host: "[2001:db8::9]" },
+      'mailstack:sshProxy.host: must be the bastion\'s DNS name or IP address, without port or brackets, e.g. bastion.example.eu or 198.51.100.9; got "[2001:db8::9]"',
+    ],
+    [
+      "an IPv4 address of three numbers",
+      { host: "198.51.9" },
+      'mailstack:sshProxy.host: must be the bastion\'s DNS name or IP address, without port or brackets, e.g. bastion.example.eu or 198.51.100.9; got "198.51.9"',
+    ],
+    [
+      "port 0",
+      { port: 0 },
+      "mailstack:sshProxy.port: must be a whole number from 1 to 65535; got 0",
+    ],
+    [
+      "a port above 65535",
+      { port: 65536 },
+      "mailstack:sshProxy.port: must be a whole number from 1 to 65535; got 65536",
+    ],
+    [
+      "a port as text",
+      { port: "ssh" },
+      'mailstack:sshProxy.port: must be a whole number from 1 to 65535; got "ssh"',
+    ],
+    [
+      "a user that is no login name",
+      { user: "Mailstack Jump" },
+      'mailstack:sshProxy.user: must be a login name: a lower-case letter or _, then letters, digits, _ or -, at most 32 characters; got "Mailstack Jump"',
+    ],
+    [
+      "a host key that is no OpenSSH public key",
+      { hostPublicKey: "ssh-ed25519 not-base64!" },
+      'mailstack:sshProxy.hostPublicKey: the key data is not base64; got "ssh-ed25519 not-base64!"',
+    ],
+    [
+      "a host key of a type it does not hold",
+      { hostPublicKey: BASTION_HOST_KEY.publicOpenssh.trim().replace("ssh-ed25519", "ssh-rsa") },
+      `mailstack:sshProxy.hostPublicKey: the key data does not hold a 'ssh-rsa' key; got ${JSON.stringify(BASTION_HOST_KEY.publicOpenssh.trim().replace("ssh-ed25519", "ssh-rsa"))}`,
+    ],
+    [
+      "a host key with a line break",
+      { hostPublicKey: `${BASTION_HOST_KEY.publicOpenssh.trim()}\nssh-ed25519 AAAA` },
+      `mailstack:sshProxy.hostPublicKey: must be one line (no line breaks or NUL characters); got ${JSON.stringify(`${BASTION_HOST_KEY.publicOpenssh.trim()}\nssh-ed25519 AAAA`)}`,
+    ],
+  ])("refuses %s, naming the key; the bastion as documented passes", (_, change, message) => {
+    expect(problems(proxied(change))).toEqual([message]);
+    expect(problems(proxied())).toEqual([]);
+  });
+
+  test("every setting but the port is required, and a misspelt one is named", () => {
+    expect(problems({ ...proxied(), sshProxy: JSON.stringify({ hostKey: "x" }) })).toEqual([
+      'mailstack:sshProxy.hostKey: is not an sshProxy setting (known: host, port, user, hostPublicKey); got "hostKey"',
+      "mailstack:sshProxy.host: is required: the bastion's DNS name or IP address; got nothing",
+      "mailstack:sshProxy.user: is required: the bastion account provisioning logs in as; got nothing",
+      "mailstack:sshProxy.hostPublicKey: is required: the bastion's host key, e.g. from ssh-keyscan; got nothing",
+    ]);
+    expect(problems({ ...proxied(), sshProxy: JSON.stringify("bastion.example.eu") })).toEqual([
+      'mailstack:sshProxy: must be an object {host, port?, user, hostPublicKey}; got "bastion.example.eu"',
+    ]);
+    expect(problems(proxied())).toEqual([]);
+  });
+
+  test("the bastion without its account's key", () => {
+    expect(problems({ ...proxied(), sshProxyPrivateKey: undefined })).toEqual([
+      "mailstack:sshProxyPrivateKey: is required when sshProxy is set: the private key of the bastion's account (pulumi config set --secret mailstack:sshProxyPrivateKey < key); got nothing",
+    ]);
+    expect(problems(proxied())).toEqual([]);
+  });
+
+  test("the key without the bastion, and the line does not show the secret", () => {
+    expect(problems({ ...MINIMAL_RAW, sshProxyPrivateKey: JUMP_KEY.privateOpenssh })).toEqual([
+      "mailstack:sshProxyPrivateKey: is set but sshProxy is not: the key is for the bastion's account; got a secret (not shown)",
+    ]);
+    expect(problems(proxied())).toEqual([]);
+  });
+
+  test.each([
+    [
+      "no key at all",
+      "hunter2",
+      "must be an SSH private key in OpenSSH or PEM format (-----BEGIN OPENSSH PRIVATE KEY----- ...)",
+    ],
+    [
+      "a public key",
+      BASTION_HOST_KEY.publicOpenssh,
+      "must be an SSH private key in OpenSSH or PEM format (-----BEGIN OPENSSH PRIVATE KEY----- ...)",
+    ],
+    [
+      "an OpenSSH key with a passphrase",
+      withCipher(JUMP_KEY.privateOpenssh, "aes256-ctr"),
+      "is protected by a passphrase, which a deployment cannot type: use a key of its own without one (ssh-keygen -t ed25519 -N '')",
+    ],
+    [
+      "a PEM key with a passphrase",
+      "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+      "is protected by a passphrase, which a deployment cannot type: use a key of its own without one (ssh-keygen -t ed25519 -N '')",
+    ],
+    [
+      "an encrypted PKCS#8 key",
+      "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+      "is protected by a passphrase, which a deployment cannot type: use a key of its own without one (ssh-keygen -t ed25519 -N '')",
+    ],
+  ])("a key that is %s", (_, key, rule) => {
+    expect(problems({ ...proxied(), sshProxyPrivateKey: key })).toEqual([
+      `mailstack:sshProxyPrivateKey: ${rule}; got a secret (not shown)`,
+    ]);
+    // Controls: the key unencrypted, in OpenSSH, PKCS#1 (RSA) and SEC1 (ECDSA) format.
+    expect(withCipher(JUMP_KEY.privateOpenssh, "none")).toBe(JUMP_KEY.privateOpenssh);
+    for (const good of [JUMP_KEY.privateOpenssh, DKIM_KEY.privatePem, TLS_KEY.privatePem]) {
+      expect(problems({ ...proxied(), sshProxyPrivateKey: good })).toEqual([]);
+    }
+  });
+
+  describe("readConfig, from the stack", () => {
+    const stack = (sshProxyPrivateKey: string) =>
+      pulumi.runtime.setAllConfig(
+        Object.fromEntries(
+          Object.entries({ ...proxied(), sshProxyPrivateKey }).map(([k, v]) => [
+            `mailstack:${k}`,
+            String(v),
+          ]),
+        ),
+        ["mailstack:acmeDnsToken", "mailstack:sshProxyPrivateKey"],
+      );
+    afterEach(() => pulumi.runtime.setAllConfig({}, []));
+
+    test("takes the key's lines as a key, refuses a bad one without showing it, and hands it on as a secret", async () => {
+      stack("hunter2\nhunter3");
+      let error: unknown;
+      try {
+        readConfig();
+      } catch (e) {
+        error = e;
+      }
+      expect((error as ConfigError).problems).toEqual([
+        "mailstack:sshProxyPrivateKey: must be an SSH private key in OpenSSH or PEM format (-----BEGIN OPENSSH PRIVATE KEY----- ...); got a secret (not shown)",
+      ]);
+      // Control: the key, several lines as every private key is, passes.
+      stack(JUMP_KEY.privateOpenssh);
+      expect(readConfig().sshProxy?.user).toBe("mailstack-jump");
+      const secrets = readSecrets();
+      expect(await pulumi.isSecret(secrets.sshProxyPrivateKey!)).toBe(true);
+      pulumi.runtime.setAllConfig({ "mailstack:acmeDnsToken": "token" }, [
+        "mailstack:acmeDnsToken",
+      ]);
+      expect("sshProxyPrivateKey" in readSecrets()).toBe(false);
+    });
+  });
+});
+
 describe("Pulumi.yaml declares the contract", () => {
   const project = parse(readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8"));
   const declared = project.config as Record<
@@ -919,7 +1123,7 @@ describe("Pulumi.yaml declares the contract", () => {
   test("every key, with a type and a description, or documented as an object key", () => {
     const text = readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8");
     const objectKeys = [...text.matchAll(/^#\s+mailstack:(\w+)\s/gm)].map((m) => m[1]);
-    expect(objectKeys).toEqual(["users", "aliases", "backup"]);
+    expect(objectKeys).toEqual(["users", "aliases", "backup", "sshProxy"]);
     expect([...Object.keys(declared), ...objectKeys].sort()).toEqual(
       Object.keys(CONFIG_KEYS).sort(),
     );
@@ -945,6 +1149,9 @@ describe("Pulumi.yaml declares the contract", () => {
     // A stack file cannot hold the token in clear; `pulumi config set --secret` adds it.
     expect(raw.acmeDnsToken).toBeUndefined();
     raw.acmeDnsToken = "set with pulumi config set --secret";
+    // Nor the bastion account's key, which goes with the bastion.
+    expect(raw.sshProxyPrivateKey).toBeUndefined();
+    if (raw.sshProxy !== undefined) raw.sshProxyPrivateKey = JUMP_KEY.privateOpenssh;
     expect(problems(raw)).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../components/config";
 import { PROD_RAW } from "./support/config";
+import { BASTION_HOST_KEY, JUMP_KEY } from "./support/keys";
 import { created, installMocks, secretInput, settle, value } from "./support/mocks";
 
 function setStackConfig(raw: Record<string, unknown>): void {
@@ -109,5 +110,37 @@ describe("a valid stack", () => {
     // The password hashes are salted from the password and address, not from randomness.
     expect(first[0]).toMatch(/^\/etc\/dovecot\/users /m);
     expect(second).toEqual(first);
+  });
+});
+
+test("sshProxy from the stack: provisioning goes through the bastion with the key read as a secret", async () => {
+  // The valid stack above pinned the runtime's config with a spy: read this stack's own.
+  jest.restoreAllMocks();
+  const raw = {
+    ...PROD_RAW,
+    sshProxy: JSON.stringify({
+      host: "bastion.example.eu",
+      port: 2222,
+      user: "mailstack-jump",
+      hostPublicKey: BASTION_HOST_KEY.publicOpenssh.trim(),
+    }),
+    sshProxyPrivateKey: JUMP_KEY.privateOpenssh,
+  };
+  pulumi.runtime.setAllConfig(
+    Object.fromEntries(Object.entries(raw).map(([k, v]) => [`mailstack:${k}`, String(v)])),
+    ["mailstack:acmeDnsToken", "mailstack:sshProxyPrivateKey"],
+  );
+  const before = created.length;
+  await loadProgram();
+  await settle();
+  const [command] = created.slice(before).filter((r) => r.type === "command:remote:Command");
+  expect(secretInput<Record<string, any>>(command.inputs.connection).proxy).toEqual({
+    host: "bastion.example.eu",
+    port: 2222,
+    user: "mailstack-jump",
+    privateKey: JUMP_KEY.privateOpenssh,
+    hostKey: BASTION_HOST_KEY.publicOpenssh.trim(),
+    dialErrorLimit: 40,
+    perDialTimeout: 15,
   });
 });

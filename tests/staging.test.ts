@@ -124,6 +124,32 @@ describe("config", () => {
     expect(values.acmeDnsToken).toBeUndefined();
   });
 
+  test("takes SSH from anywhere, so the hosted runner reaches the host without a bastion", () => {
+    // docs/gitops.md, "Reaching the host from the pipeline": a base that restricts SSH needs
+    // the bastion, whose key the driver does not pass.
+    expect(base.sshAllowedIps).toBeUndefined();
+    expect(config.sshAllowedIps).toEqual(["0.0.0.0/0", "::/0"]);
+    expect(config.sshProxy).toBeUndefined();
+  });
+
+  test("a base with a bastion stops before anything is created, naming the key the driver does not set", () => {
+    const bastion = {
+      host: "bastion.example.eu",
+      user: "mailstack-jump",
+      hostPublicKey: String((base.sshPublicKeys as string[])[0]),
+    };
+    let error: unknown;
+    try {
+      stagingConfig({ ...base, sshProxy: bastion }, target, "2026-11-30T10:00:00Z");
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).problems).toEqual([
+      "mailstack:sshProxyPrivateKey: is required when sshProxy is set: the private key of the " +
+        "bastion's account (pulumi config set --secret mailstack:sshProxyPrivateKey < key); got nothing",
+    ]);
+  });
+
   test("a bad base stops before anything is created, naming the key", () => {
     expect(() =>
       stagingConfig({ ...base, location: "ash" }, target, "2026-11-30T10:00:00Z"),

@@ -22,6 +22,9 @@ const STAGING_TOKENS = [
   "STAGING_CLOUDFLARE_API_TOKEN",
 ];
 
+/** Production's tokens: Pulumi (Stack Write on prod), Hetzner and Cloudflare (write). */
+const PRODUCTION_TOKENS = ["PULUMI_ACCESS_TOKEN", "HCLOUD_TOKEN", "CLOUDFLARE_API_TOKEN"];
+
 /** Every place a workflow may read a secret (GITHUB_TOKEN aside). Nothing else may. */
 const POLICY: WorkflowPolicy = {
   secrets: {
@@ -32,7 +35,9 @@ const POLICY: WorkflowPolicy = {
       deploy: {
         environment: "production",
         steps: {
-          "pulumi up of prod": ["PULUMI_ACCESS_TOKEN", "HCLOUD_TOKEN", "CLOUDFLARE_API_TOKEN"],
+          // The preview reads the state and the clouds as pulumi up does, right before it.
+          "pulumi preview of prod, as JSON": PRODUCTION_TOKENS,
+          "pulumi up of prod": PRODUCTION_TOKENS,
         },
       },
     },
@@ -86,7 +91,7 @@ describe("the real workflows", () => {
     expect(staleAllowances(workflows, POLICY)).toEqual([]);
   });
 
-  test("production's tokens reach one step: pulumi up, on main, under the production environment", () => {
+  test("production's tokens reach two steps of one job: its preview and pulumi up, on main, under the production environment", () => {
     const readers = Object.entries(workflows).flatMap(([file, text]) =>
       Object.entries(parse(text).jobs as Record<string, any>).flatMap(([jobId, job]) =>
         (job.steps as any[])
@@ -99,9 +104,47 @@ describe("the real workflows", () => {
       ),
     );
     expect(readers).toEqual([
+      {
+        file: "deploy.yml",
+        jobId: "deploy",
+        step: "pulumi preview of prod, as JSON",
+        environment: "production",
+      },
       { file: "deploy.yml", jobId: "deploy", step: "pulumi up of prod", environment: "production" },
     ]);
     expect(parse(workflows["deploy.yml"]).on).toEqual({ push: { branches: ["main"] } });
+  });
+
+  test("deploy.yml: the replacement allowance comes from the merged pull request's label alone", () => {
+    const deploy = parse(workflows["deploy.yml"]).jobs.deploy;
+    const steps = deploy.steps as any[];
+    // GitHub's token may read pull requests in this job of the workflow only, and reaches
+    // the label step only.
+    expect(parse(workflows["deploy.yml"]).permissions).toEqual({ contents: "read" });
+    expect(deploy.permissions).toEqual({ contents: "read", "pull-requests": "read" });
+    expect(parse(workflows["deploy.yml"]).jobs.test.permissions).toBeUndefined();
+    expect(
+      steps.filter((s) => /GITHUB_TOKEN|github\.token/.test(JSON.stringify(s))).map((s) => s.name),
+    ).toEqual(["labels of the merged pull request"]);
+    // The allowance is set from that step's output, in the check alone, and the check comes
+    // after the preview it reads and before pulumi up.
+    const names = steps.map((s) => s.name);
+    const check = steps.find((s) => /check-replacements/.test(s.run ?? ""));
+    expect(check.env).toEqual({ MAILSTACK_ALLOW_REPLACE: "${{ steps.labels.outputs.allow }}" });
+    expect(
+      steps.filter((s) => /MAILSTACK_ALLOW_REPLACE/.test(JSON.stringify(s))).map((s) => s.name),
+    ).toEqual([check.name]);
+    expect(steps.find((s) => s.id === "labels").run).toContain(
+      'select(.merged_at != null) | .labels[].name; . == "replace-server"',
+    );
+    expect(names.indexOf("pulumi preview of prod, as JSON")).toBeLessThan(
+      names.indexOf(check.name),
+    );
+    expect(names.indexOf(check.name)).toBeLessThan(names.indexOf("pulumi up of prod"));
+    expect(check.run).toBe("npm run check-replacements -- preview.json");
+    expect(steps.find((s) => s.name === "pulumi preview of prod, as JSON").run).toBe(
+      "pulumi preview --stack prod --non-interactive --json > preview.json",
+    );
   });
 
   test("Dependabot keeps the pinned actions and the npm packages current", () => {
@@ -131,6 +174,7 @@ jobs:
         with:
           persist-credentials: false
       - run: npm ci --ignore-scripts
+      - run: npm run check-replacements -- preview.json
       - name: pulumi up
         uses: pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d # v7.0.0
         with:
@@ -287,6 +331,33 @@ describe("controls: the lint rejects", () => {
     expect(lint(bad("permissions:\n  contents: read\n", "permissions: write-all\n"))).toEqual([
       expect.stringMatching(/permissions: write-all/),
     ]);
+  });
+
+  test("a production pulumi up without the replacement check before it, or with one that may fail", () => {
+    const rule = /job deploy: runs pulumi up without the replacement check before it/;
+    const CHECK = "      - run: npm run check-replacements -- preview.json\n";
+    expect(lint(bad(CHECK, ""))).toEqual([expect.stringMatching(rule)]);
+    expect(lint(`${bad(CHECK, "")}${CHECK}`)).toEqual([expect.stringMatching(rule)]);
+    expect(
+      lint(bad(CHECK, CHECK.replace("- run:", "- continue-on-error: true\n        run:"))),
+    ).toEqual([expect.stringMatching(rule)]);
+    // The CLI's pulumi up counts as well.
+    const cli = bad(CHECK, "").replace(
+      "      - name: pulumi up\n",
+      "      - run: pulumi up --yes --stack prod\n      - name: pulumi up\n",
+    );
+    expect(lint(cli)).toEqual([expect.stringMatching(rule)]);
+    // Controls: the check first passes; a job outside production needs none.
+    expect(lint(GOOD)).toEqual([]);
+    expect(
+      lint(bad(CHECK, "").replace("environment: production", "environment: staging"), {
+        secrets: {
+          "sample.yml": {
+            deploy: { environment: "staging", steps: { "pulumi up": ["PULUMI_ACCESS_TOKEN"] } },
+          },
+        },
+      }),
+    ).toEqual([]);
   });
 
   test("a policy that names a missing step or a secret never read", () => {

@@ -15,6 +15,9 @@ const seed = (label: string) => createHash("sha256").update(`mailstack test key 
 /** Ed25519 keys for the SSH host and the deployment. */
 export const SSH_HOST_KEY: OpensshKeyPair = ed25519KeyPair(seed("ssh-host"));
 export const DEPLOY_KEY: OpensshKeyPair = ed25519KeyPair(seed("deploy"));
+/** A bastion's host key, and the key of the account provisioning uses on it. */
+export const BASTION_HOST_KEY: OpensshKeyPair = ed25519KeyPair(seed("bastion-host"));
+export const JUMP_KEY: OpensshKeyPair = ed25519KeyPair(seed("jump"));
 
 /** The DKIM key: RSA 2048 from a fixture file (RSA keys cannot be derived from a seed). */
 export const DKIM_KEY: PemKeyPair = (() => {

@@ -30,6 +30,9 @@ const FORBIDDEN_TRIGGERS = ["pull_request_target", "workflow_run"];
 /** Triggers that run code nobody with write access has merged to main. */
 const UNREVIEWED_TRIGGERS = ["pull_request", ...FORBIDDEN_TRIGGERS];
 
+/** The step that reads `pulumi preview --json` and stops a replacement nobody allowed. */
+const REPLACEMENT_CHECK = /\bnpm run check-replacements\b/;
+
 const SHA_PINNED = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+(\/[^@\s]+)?@[0-9a-f]{40}$/;
 const DIGEST_PINNED = /^docker:\/\/[^@\s]+@sha256:[0-9a-f]{64}$/;
 const NPM_INSTALL = /\bnpm\s+(ci|install|i|add)\b/;
@@ -98,6 +101,20 @@ function checkUses(where: string, uses: unknown): string[] {
     : [`${where}: action not pinned to a full commit SHA (rule: pinned actions): ${uses}`];
 }
 
+/** A step that runs `pulumi up`: the Pulumi action with `command: up`, or the CLI. */
+function runsPulumiUp(step: Node): boolean {
+  if (typeof step.uses === "string" && step.uses.startsWith("pulumi/actions@")) {
+    return isObject(step.with) && step.with.command === "up";
+  }
+  return typeof step.run === "string" && /\bpulumi\s+up\b/.test(step.run);
+}
+
+/** A step that runs the replacement check and, failing, stops the job. */
+function runsReplacementCheck(step: Node): boolean {
+  const tolerated = step["continue-on-error"] === true || step["continue-on-error"] === "true";
+  return typeof step.run === "string" && REPLACEMENT_CHECK.test(step.run) && !tolerated;
+}
+
 /** A pinned `uses:` line carries the tag its SHA stands for, which Dependabot keeps current. */
 function checkPinComments(file: string, text: string): string[] {
   const out: string[] = [];
@@ -119,6 +136,8 @@ function checkPinComments(file: string, text: string): string[] {
  *   job that declares the policy's environment (GITHUB_TOKEN excepted); no `secrets: inherit`;
  * - a job reading production's secrets declares `environment: production`, and never runs on
  *   a pull request's code;
+ * - a production job that runs `pulumi up` first runs the replacement check, without
+ *   `continue-on-error`, so a server replacement nobody labelled stops the job;
  * - no `pull_request_target` or `workflow_run` triggers;
  * - every `actions/checkout` sets `persist-credentials: false`;
  * - every `npm ci` runs with `--ignore-scripts`, unless the policy lists the step;
@@ -242,6 +261,13 @@ export function lintWorkflow(file: string, text: string, policy: WorkflowPolicy)
     if (environment === PRODUCTION) {
       for (const t of on.filter((t) => UNREVIEWED_TRIGGERS.includes(t))) {
         out.push(`${where}: production job in a workflow triggered by ${t} (rule: environments)`);
+      }
+      const steps = stepList.map((s) => (isObject(s) ? s : {}));
+      const up = steps.findIndex(runsPulumiUp);
+      if (up >= 0 && !steps.slice(0, up).some(runsReplacementCheck)) {
+        out.push(
+          `${where}: runs pulumi up without the replacement check before it (npm run check-replacements on the preview's JSON, no continue-on-error) (rule: replacements)`,
+        );
       }
     }
   }

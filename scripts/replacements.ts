@@ -1,0 +1,134 @@
+// Which resources a `pulumi preview --json` would replace or delete among those that carry
+// the mail or its reputation, and whether the deploy may go on. Pure: the deploy workflow
+// runs it through check-replacements.ts, tests/replacements.test.ts on crafted previews.
+
+/** The allowance the deploy workflow sets when the merged pull request carries LABEL. */
+export const ALLOW_ENV = "MAILSTACK_ALLOW_REPLACE";
+/** The pull request label that allows a server replacement. */
+export const LABEL = "replace-server";
+
+const SERVER = "hcloud:index/server:Server";
+
+/**
+ * What each guarded type holds. The server can be replaced with a label: the volume and the
+ * Primary IPs outlive it. They never can through the pipeline: the volume holds every
+ * mailbox, the Primary IPs the addresses' reputation and reverse DNS.
+ */
+const GUARDED: Record<string, string> = {
+  [SERVER]: "the mail server",
+  "hcloud:index/volume:Volume": "the mail volume",
+  "hcloud:index/primaryIp:PrimaryIp": "a Primary IP",
+};
+
+/**
+ * Steps that take a resource away. A replacement shows as `replace`, `create-replacement`
+ * and `delete-replaced` (the server is replaced delete-first); a renamed resource shows as
+ * `create` of the new name and `delete` of the old, which takes the server away as surely.
+ */
+const REPLACING = ["replace", "create-replacement", "delete-replaced"];
+const DELETING = ["delete"];
+
+export interface Finding {
+  urn: string;
+  type: string;
+  op: "replace" | "delete";
+  /** The properties that force the replacement, as the preview names them. */
+  reasons: string[];
+}
+
+export interface Verdict {
+  ok: boolean;
+  lines: string[];
+}
+
+type Node = Record<string, unknown>;
+const isObject = (v: unknown): v is Node =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The type a URN names: the last of its `$`-joined parent types (`urn:pulumi:s::p::T::name`). */
+function typeOfUrn(urn: string): string {
+  return (urn.split("::")[2] ?? "").split("$").pop() ?? "";
+}
+
+function typeOf(step: Node): string {
+  for (const state of [step.newState, step.oldState]) {
+    if (isObject(state) && typeof state.type === "string") return state.type;
+  }
+  return typeof step.urn === "string" ? typeOfUrn(step.urn) : "";
+}
+
+/**
+ * The guarded resources the preview replaces or deletes, one finding per URN, in the order
+ * the preview lists them. Throws when the document is not the JSON of `pulumi preview
+ * --json` (it has `steps` or, with nothing to change, at least `changeSummary`), so a broken
+ * preview never passes for a clean one.
+ */
+export function guardedChanges(preview: unknown): Finding[] {
+  if (!isObject(preview) || !(Array.isArray(preview.steps) || isObject(preview.changeSummary))) {
+    throw new Error("not the JSON of pulumi preview --json (no steps, no changeSummary)");
+  }
+  const found = new Map<string, Finding>();
+  for (const step of Array.isArray(preview.steps) ? preview.steps : []) {
+    if (!isObject(step) || typeof step.op !== "string" || typeof step.urn !== "string") continue;
+    const op = REPLACING.includes(step.op) ? "replace" : DELETING.includes(step.op) ? "delete" : "";
+    const type = typeOf(step);
+    if (!op || !(type in GUARDED)) continue;
+    const reasons = Array.isArray(step.replaceReasons) ? step.replaceReasons.map(String) : [];
+    const seen = found.get(step.urn);
+    if (seen) {
+      if (op === "replace") seen.op = "replace";
+      seen.reasons = [...new Set([...seen.reasons, ...reasons])];
+    } else found.set(step.urn, { urn: step.urn, type, op, reasons });
+  }
+  return [...found.values()];
+}
+
+function line(f: Finding): string {
+  const why = f.reasons.length > 0 ? ` (${f.reasons.join(", ")})` : "";
+  return `  ${f.op} ${GUARDED[f.type]}: ${f.urn}${why}`;
+}
+
+/**
+ * Whether the deploy may go on. A server replacement needs the allowance (`server`, set by
+ * the workflow from the label); the volume and the Primary IPs are refused whatever it says.
+ */
+export function checkReplacements(preview: unknown, allow: string | undefined): Verdict {
+  const findings = guardedChanges(preview);
+  const lines: string[] = [];
+  if (allow !== undefined && allow !== "" && allow !== "server") {
+    return {
+      ok: false,
+      lines: [`refused: ${ALLOW_ENV} must be "server" or unset; got ${JSON.stringify(allow)}`],
+    };
+  }
+  if (findings.length === 0) {
+    return { ok: true, lines: ["no replacement of the server, the volume or the Primary IPs"] };
+  }
+  const server = findings.filter((f) => f.type === SERVER);
+  const kept = findings.filter((f) => f.type !== SERVER);
+  if (kept.length > 0) {
+    lines.push(
+      "refused, whatever the label: this deploy would take away what holds the mail or its reputation:",
+      ...kept.map(line),
+      "The volume holds every mailbox, the Primary IPs the addresses' reputation and reverse " +
+        "DNS; mailstack:protect should stop this too. Find what changes them (the reasons in " +
+        "parentheses) and change it back: moving them is done by hand, never by the pipeline.",
+    );
+  }
+  if (server.length > 0 && allow === "server") {
+    lines.push(
+      `allowed by ${ALLOW_ENV}=server (the merged pull request is labelled ${LABEL}):`,
+      ...server.map(line),
+    );
+  } else if (server.length > 0) {
+    lines.push(
+      "refused: this deploy would replace the mail server:",
+      ...server.map(line),
+      "A new server boots from scratch and takes the volume and the addresses once the old " +
+        "one is gone: no mail is received in between, and what the host held outside the " +
+        `volume is gone. If that is meant, label the merged pull request ${LABEL} and re-run ` +
+        "the deploy.",
+    );
+  }
+  return { ok: kept.length === 0 && (server.length === 0 || allow === "server"), lines };
+}
