@@ -57,7 +57,10 @@ export function pidAlive(pidFile: string): number | undefined {
   if (!pid) return undefined;
   try {
     process.kill(pid, 0);
-    return pid;
+    // A killed daemon whose parent (a lab process busy running the suite) has not reaped it
+    // yet is a zombie: it holds no file and runs nothing.
+    const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, "utf8") : "";
+    return / Z /.test(stat.slice(stat.lastIndexOf(")"))) ? undefined : pid;
   } catch (e) {
     // EPERM: it runs, as another user (root, seen from a plain user's `status`).
     return (e as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
