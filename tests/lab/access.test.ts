@@ -122,6 +122,10 @@ describe("sshd", () => {
       .filter((l) => l.startsWith("allowusers "))
       .flatMap((l) => l.split(" ").slice(1));
     expect(allowed.sort()).toEqual(["admin", "deploy"]);
+    // The one host key Pulumi generated, once.
+    expect(config.split("\n").filter((l) => l.startsWith("hostkey "))).toEqual([
+      "hostkey /etc/ssh/ssh_host_ed25519_key",
+    ]);
   });
 
   test.each([
