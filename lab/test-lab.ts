@@ -42,7 +42,7 @@ async function main(): Promise<number> {
       lines.push(`  ${name} boot to cloud-init done: ${s.toFixed(1)} s`);
       const pkg = (t.packageSeconds ?? {})[name];
       lines.push(
-        `  ${name} first-boot package step: ${pkg === undefined || pkg === null ? "none (baked image)" : `${pkg} s`}`,
+        `  ${name} package step (first provisioning): ${pkg === undefined || pkg === null ? "none (baked image)" : `${pkg} s`}`,
       );
     }
     if (t.upSeconds !== undefined) lines.push(`  lab up:        ${t.upSeconds.toFixed(1)} s`);
