@@ -539,29 +539,25 @@ describe("provisioning", () => {
     ]);
   });
 
+  /** The connection to the host itself, as it always was. */
+  const DIRECT = {
+    host: MOCK_IPV4,
+    // The SDK's default, sent as it always was.
+    port: 22,
+    user: "deploy",
+    privateKey: DEPLOY_KEY.privateOpenssh,
+    hostKey: SSH_HOST_KEY.publicOpenssh.trim(),
+    dialErrorLimit: 40,
+    perDialTimeout: 15,
+  };
+
   test("control: without sshProxy, the host is dialled directly, with no proxy at all", () => {
-    expect(secretInput(prod.one(T.command, "provision-install").inputs.connection)).toEqual({
-      host: MOCK_IPV4,
-      // The SDK's default, sent as it always was.
-      port: 22,
-      user: "deploy",
-      privateKey: DEPLOY_KEY.privateOpenssh,
-      hostKey: SSH_HOST_KEY.publicOpenssh.trim(),
-      dialErrorLimit: 40,
-      perDialTimeout: 15,
-    });
+    expect(secretInput(prod.one(T.command, "provision-install").inputs.connection)).toEqual(DIRECT);
   });
 
   test("with sshProxy, through the bastion: its host key pinned, its account's key, retried as the host", () => {
     expect(secretInput(jump.one(T.command, "provision-install").inputs.connection)).toEqual({
-      host: MOCK_IPV4,
-      // The SDK's default, sent as it always was.
-      port: 22,
-      user: "deploy",
-      privateKey: DEPLOY_KEY.privateOpenssh,
-      hostKey: SSH_HOST_KEY.publicOpenssh.trim(),
-      dialErrorLimit: 40,
-      perDialTimeout: 15,
+      ...DIRECT,
       proxy: {
         host: "bastion.example.eu",
         port: 22,

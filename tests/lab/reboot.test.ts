@@ -1,8 +1,7 @@
 // A reboot: every service comes back without help, and every accepted message is still there.
 import { randomBytes } from "node:crypto";
 import { rebootHost } from "../../lab/lab";
-import { HOSTS, eventually, onHost, subjects, waitForMessage } from "./support";
-import { SmtpSession, message } from "./smtp";
+import { HOSTS, deliver, eventually, onHost, subjects, waitForMessage } from "./support";
 
 const alpha = HOSTS[0];
 const alice = `alice@${alpha.config.domain}`;
@@ -17,23 +16,9 @@ const SERVICES = [
   "nftables",
 ];
 
-async function deliver(subject: string): Promise<number> {
-  const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
-  try {
-    await s.ehlo();
-    await s.command(`MAIL FROM:<someone@lab.example>`);
-    await s.command(`RCPT TO:<${alice}>`);
-    return (
-      await s.data(message({ from: "someone@lab.example", to: alice, subject, body: "kept\n" }))
-    ).code;
-  } finally {
-    s.close();
-  }
-}
-
 test("after a reboot every mail service is back and every accepted message is still there", async () => {
   const subject = `before-reboot-${randomBytes(4).toString("hex")}`;
-  expect(await deliver(subject)).toBe(250);
+  expect(await deliver(alpha, alice, subject)).toBe(250);
   await waitForMessage(alpha, alice, "INBOX", subject);
   const before = await subjects(alpha, alice, "INBOX");
 
@@ -51,7 +36,7 @@ test("after a reboot every mail service is back and every accepted message is st
   expect(after).toEqual(expect.arrayContaining(before));
   // And mail flows again.
   const again = `after-reboot-${randomBytes(4).toString("hex")}`;
-  expect(await deliver(again)).toBe(250);
+  expect(await deliver(alpha, alice, again)).toBe(250);
   await waitForMessage(alpha, alice, "INBOX", again);
 }, 1_200_000);
 

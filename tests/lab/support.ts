@@ -10,6 +10,7 @@ import { ACME_MANAGEMENT } from "../../lab/settings";
 import { labKeys, type LabKeys } from "../../lab/keys";
 import { HOSTS, type LabHost } from "../../lab/settings";
 import { ssh, type SshResult } from "../../lab/ssh";
+import { SmtpSession, message } from "./smtp";
 import { shellQuote } from "../../components/host-files";
 
 export { HOSTS };
@@ -187,4 +188,18 @@ export function subjects(h: LabHost, user: string, mailbox: string): Promise<str
       lock.release();
     }
   });
+}
+
+/** Delivers one plain message to `to` on port 25, as a remote MTA would; the final reply code. */
+export async function deliver(h: LabHost, to: string, subject: string): Promise<number> {
+  const s = await SmtpSession.open({ host: h.ipv4, port: 25 });
+  try {
+    await s.ehlo();
+    await s.command(`MAIL FROM:<someone@lab.example>`);
+    await s.command(`RCPT TO:<${to}>`);
+    return (await s.data(message({ from: "someone@lab.example", to, subject, body: "kept\n" })))
+      .code;
+  } finally {
+    s.close();
+  }
 }

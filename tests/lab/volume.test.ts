@@ -4,26 +4,11 @@
 import { randomBytes } from "node:crypto";
 import { deployRequest, provision, startHost } from "../../lab/lab";
 import { hostRunning, resizeVolume, stopHost, volumeFile } from "../../lab/vm";
-import { HOSTS, eventually, local, onHost, subjects, waitForMessage } from "./support";
-import { SmtpSession, message } from "./smtp";
+import { HOSTS, deliver, eventually, local, onHost, subjects, waitForMessage } from "./support";
 
 const alpha = HOSTS[0];
 const alice = `alice@${alpha.config.domain}`;
 const MiB = 1024 * 1024;
-
-async function deliver(subject: string): Promise<number> {
-  const s = await SmtpSession.open({ host: alpha.ipv4, port: 25 });
-  try {
-    await s.ehlo();
-    await s.command(`MAIL FROM:<someone@lab.example>`);
-    await s.command(`RCPT TO:<${alice}>`);
-    return (
-      await s.data(message({ from: "someone@lab.example", to: alice, subject, body: "kept\n" }))
-    ).code;
-  } finally {
-    s.close();
-  }
-}
 
 const listening = (port: number) =>
   onHost(alpha, `ss -Hltn 'sport = :${port}' | grep -c . || true`).trim() !== "0";
@@ -48,7 +33,7 @@ test("a volume grown at the provider: provisioning grows the file system online,
   // Online: the volume stayed mounted and neither Postfix nor Dovecot restarted.
   expect(pids()).toBe(before);
   const subject = `after-grow-${randomBytes(4).toString("hex")}`;
-  expect(await deliver(subject)).toBe(250);
+  expect(await deliver(alpha, alice, subject)).toBe(250);
   await waitForMessage(alpha, alice, "INBOX", subject);
 
   // Once: the next run finds nothing to do.
@@ -79,7 +64,7 @@ test("Postfix and Dovecot do not start without the real certificate", () => {
 
 test("a server replaced: the volume is released before it is detached, and mounts clean on the next server", async () => {
   const subject = `before-detach-${randomBytes(4).toString("hex")}`;
-  expect(await deliver(subject)).toBe(250);
+  expect(await deliver(alpha, alice, subject)).toBe(250);
   await waitForMessage(alpha, alice, "INBOX", subject);
   const superblock = () => local("dumpe2fs", ["-h", volumeFile(alpha)]).out;
   // The control: while the volume is in use its journal is live; a detach now (or a power
