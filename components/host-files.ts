@@ -243,6 +243,68 @@ export interface BackupSettings {
   caCertificatePem?: string;
 }
 
+/** The restic password's file on the host: with the stack's state, what decrypts a backup. */
+export const BACKUP_PASSWORD_PATH = `${KEY_DIR}/backup.password`;
+
+/**
+ * The backup's files: its programs and timers (always, so a host that stops backing up keeps
+ * its restore tool), its settings, and with backups on, the bucket's keys and the password.
+ */
+export function backupFiles(backup: BackupSettings | undefined): HostFile[] {
+  const file = (path: string, content: string, mode = "0644"): HostFile => ({
+    path,
+    mode,
+    owner: "root",
+    group: "root",
+    content,
+  });
+  if (backup && !/^[^\n\r]+$/.test(backup.schedule))
+    throw new Error(`backup schedule '${backup.schedule}' is not one line`);
+  const conf = backup
+    ? [
+        "BACKUP_ENABLED=yes",
+        `RESTIC_REPOSITORY=${shellQuote(backup.repository)}`,
+        `BACKUP_SCHEDULE=${shellQuote(backup.schedule)}`,
+        `BACKUP_KEEP_DAILY=${backup.keepDaily}`,
+        `BACKUP_KEEP_WEEKLY=${backup.keepWeekly}`,
+        `BACKUP_KEEP_MONTHLY=${backup.keepMonthly}`,
+      ]
+    : ["BACKUP_ENABLED=no"];
+  return [
+    file(
+      `${KEY_DIR}/backup.conf`,
+      `# Managed by mailstack: mailstack:backup (shell syntax).\n${conf.join("\n")}\n`,
+    ),
+    ...(backup
+      ? [
+          file(
+            `${KEY_DIR}/backup.env`,
+            `AWS_ACCESS_KEY_ID=${shellQuote(backup.accessKeyId)}\n` +
+              `AWS_SECRET_ACCESS_KEY=${shellQuote(backup.secretAccessKey)}\n`,
+            "0600",
+          ),
+          file(BACKUP_PASSWORD_PATH, `${backup.password}\n`, "0600"),
+          ...(backup.caCertificatePem
+            ? [file(`${KEY_DIR}/backup-ca.crt`, backup.caCertificatePem)]
+            : []),
+        ]
+      : []),
+    ...[
+      "mailstack-backup.service",
+      "mailstack-backup-check.service",
+      "mailstack-backup-check.timer",
+      "mailstack-alert@.service",
+    ].map((name) => file(`/etc/systemd/system/${name}`, script(name))),
+    file(
+      "/etc/systemd/system/mailstack-backup.timer",
+      script("mailstack-backup.timer").replace("@SCHEDULE@", backup?.schedule ?? "daily"),
+    ),
+    ...["mailstack-backup", "mailstack-restore", "mailstack-alert"].map((name) =>
+      file(`/usr/local/sbin/${name}`, script(name), "0755"),
+    ),
+  ];
+}
+
 /** What a stack's host files are made of besides its config. */
 export interface StackHostInputs {
   dkimPrivateKeyPem: string;
@@ -323,6 +385,7 @@ export async function stackHostFiles(
       `${inputs.rspamdControllerPassword}\n`,
       "0600",
     ),
+    ...backupFiles(inputs.backup),
     ...(inputs.extraFiles ?? []),
   ];
   const seen = new Set<string>();

@@ -17,11 +17,12 @@ export function labCaPem(): string {
   return readFileSync(caCert, "utf8");
 }
 
-function makeCertificates(): void {
+const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
+/** The lab CA, made once per lab. */
+function makeCa(): void {
   if (existsSync(caCert)) return;
   mkdirSync(ACME_DIR, { recursive: true });
-  const f = (name: string) => join(ACME_DIR, name);
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   run(
     "openssl",
     [
@@ -29,7 +30,7 @@ function makeCertificates(): void {
       "-x509",
       ...ec,
       "-keyout",
-      f("lab-ca.key"),
+      join(ACME_DIR, "lab-ca.key"),
       "-out",
       caCert,
       "-days",
@@ -43,23 +44,23 @@ function makeCertificates(): void {
     ],
     { stdio: "pipe" },
   );
-  run(
-    "openssl",
-    [
-      "req",
-      ...ec,
-      "-keyout",
-      f("pebble.key"),
-      "-out",
-      f("pebble.csr"),
-      "-subj",
-      "/CN=acme.lab.example",
-    ],
-    { stdio: "pipe" },
-  );
+}
+
+/**
+ * A server certificate from the lab CA for a lab service at SERVICES_IP4 and `dnsName`:
+ * `<dir>/<name>.key` and `<dir>/<name>.crt`, made once.
+ */
+export function labServerCertificate(dir: string, name: string, dnsName: string): void {
+  makeCa();
+  const f = (ext: string) => join(dir, `${name}.${ext}`);
+  if (existsSync(f("crt"))) return;
+  mkdirSync(dir, { recursive: true });
+  run("openssl", ["req", ...ec, "-keyout", f("key"), "-out", f("csr"), "-subj", `/CN=${dnsName}`], {
+    stdio: "pipe",
+  });
   writeFileSync(
-    f("pebble.ext"),
-    `subjectAltName=IP:${SERVICES_IP4},DNS:acme.lab.example\nextendedKeyUsage=serverAuth\n`,
+    f("ext"),
+    `subjectAltName=IP:${SERVICES_IP4},DNS:${dnsName}\nextendedKeyUsage=serverAuth\n`,
   );
   run(
     "openssl",
@@ -67,25 +68,25 @@ function makeCertificates(): void {
       "x509",
       "-req",
       "-in",
-      f("pebble.csr"),
+      f("csr"),
       "-CA",
       caCert,
       "-CAkey",
-      f("lab-ca.key"),
+      join(ACME_DIR, "lab-ca.key"),
       "-CAcreateserial",
       "-days",
       "30",
       "-extfile",
-      f("pebble.ext"),
+      f("ext"),
       "-out",
-      f("pebble.crt"),
+      f("crt"),
     ],
     { stdio: "pipe" },
   );
 }
 
 export async function startAcme(): Promise<void> {
-  makeCertificates();
+  labServerCertificate(ACME_DIR, "pebble", "acme.lab.example");
   const config = {
     pebble: {
       listenAddress: `${SERVICES_IP4}:14000`,

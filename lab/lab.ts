@@ -12,6 +12,7 @@ import {
   type HostFile,
 } from "../components/host-files";
 import { labAcme, startAcme } from "./acme";
+import { labBackup, startBucket } from "./bucket";
 import { hostResolverLabConfig, startDns, DNS_DIR } from "./dns";
 import { baseImage, releaseOf, type BaseImage } from "./image";
 import { keyDir, labKeys, type LabKeys } from "./keys";
@@ -35,7 +36,9 @@ import {
   hostFailure,
   hostRunning,
   MIRROR_PORT,
+  rootDisk,
   stopHost,
+  userDataNoteFile,
 } from "./vm";
 
 /** How long a host may take from power-on to cloud-init done, under TCG on 2 cores. */
@@ -116,6 +119,7 @@ export async function labHostFilesOf(h: LabHost): Promise<HostFile[]> {
     passwords: passwords(h),
     rspamdControllerPassword: labSecret(h, "rspamd-controller"),
     acme: labAcme(h),
+    backup: labBackup(h, labSecret(h, "backup")),
     extraFiles: labHostFiles(h),
   });
 }
@@ -307,6 +311,38 @@ export async function startHost(h: LabHost): Promise<void> {
   await waitForSsh(h);
 }
 
+/** Waits for SSH, then until cloud-init says the first boot is finished; its status. */
+async function waitForFirstBoot(h: LabHost): Promise<SshResult> {
+  await waitForSsh(h);
+  return waitFor(
+    `${h.name}: cloud-init to finish`,
+    BOOT_TIMEOUT_MS,
+    async () => {
+      const r = await deployStatus(h);
+      return /^status: (done|error|degraded)/m.test(r.stdout) ? r : undefined;
+    },
+    () => tail(consoleLog(h), 60),
+    5000,
+  );
+}
+
+/**
+ * Replaces a host's server, as Hetzner does when its userData changes: the old VM is deleted
+ * (killed, its root disk gone) and a new one boots from the image with a userData that differs
+ * by `note`, so cloud-init's first boot runs again. Its mail volume is whatever volumeFile(h)
+ * holds by then: the same one, or (once the caller removed it) a new, empty one, formatted as
+ * the provider formats one. Returns once the first boot is done; attach and provisioning are
+ * the caller's, as they are Pulumi's.
+ */
+export async function replaceHost(h: LabHost, note: string): Promise<void> {
+  stopHost(h);
+  await waitFor(`${h.name}'s old VM to stop`, 30_000, () => (hostRunning(h) ? undefined : true));
+  rmSync(rootDisk(h), { force: true });
+  writeFileSync(userDataNoteFile(h), `# ${note.replace(/\n/g, " ")}\n`);
+  await bootHost(h, await baseImage(releaseOf(h.config.image)), keysOf(h));
+  await waitForFirstBoot(h);
+}
+
 /** Serves the lab mirror on the services address, inside the namespace. */
 async function startMirror(image: BaseImage): Promise<void> {
   daemon(
@@ -409,6 +445,7 @@ export async function up(): Promise<void> {
     startDns(HOSTS, keysOf),
   );
   await step("ACME CA (pebble)", startAcme);
+  await step("object storage for backups (s3rver, HTTPS)", () => startBucket(HOSTS));
   if (!image.baked) await step("lab mirror (HTTP, signed)", () => startMirror(image));
   for (const h of HOSTS) await step(`${h.name}: boot`, () => bootHost(h, image, keysOf(h)));
   const bootSeconds: Record<string, number> = {};
@@ -416,19 +453,7 @@ export async function up(): Promise<void> {
     HOSTS.map((h) =>
       step(`${h.name}: boot to cloud-init done`, async () => {
         const bootStart = Date.now();
-        await waitForSsh(h);
-        // Ask until cloud-init says it is finished (the first boot loads the firewall and
-        // installs packages meanwhile).
-        const res = await waitFor(
-          `${h.name}: cloud-init to finish`,
-          BOOT_TIMEOUT_MS,
-          async () => {
-            const r = await deployStatus(h);
-            return /^status: (done|error|degraded)/m.test(r.stdout) ? r : undefined;
-          },
-          () => tail(consoleLog(h), 60),
-          5000,
-        );
+        const res = await waitForFirstBoot(h);
         bootSeconds[h.name] = (Date.now() - bootStart) / 1000;
         const cloudInit = res.stdout.split("\n").filter((l) => /^[a-z_]+: /.test(l));
         info(`${h.name}: ${cloudInit.join("; ")}`);

@@ -29,6 +29,11 @@ const qmpSocket = (h: LabHost) => join(hostDir(h), "qmp.sock");
 /** The mail volume's backing file, as the provider holds it. */
 export const volumeFile = (h: LabHost) => join(hostDir(h), "volume.raw");
 
+/** What the lab appends to a host's userData, so a replacement boots as a new server. */
+export const userDataNoteFile = (h: LabHost) => join(hostDir(h), "user-data.note");
+/** The root disk: a copy-on-write layer over the image, the server's own. */
+export const rootDisk = (h: LabHost) => join(hostDir(h), "disk.qcow2");
+
 /** The mail volume's device inside the VM: a virtio disk with a fixed serial. */
 export const volumeDevice = (h: LabHost) => `/dev/disk/by-id/virtio-mailvol-${h.name}`;
 
@@ -66,7 +71,9 @@ export function vendorData(image: BaseImage): string {
 function writeSeed(h: LabHost, keys: LabKeys, image: BaseImage): string {
   const dir = join(hostDir(h), "seed");
   mkdirSync(dir, { recursive: true });
-  const userData = renderCloudInit(labHostSpec(h, keys));
+  // A replacement server's userData differs from its predecessor's (replaceHost).
+  const note = existsSync(userDataNoteFile(h)) ? readFileSync(userDataNoteFile(h), "utf8") : "";
+  const userData = renderCloudInit(labHostSpec(h, keys)) + note;
   writeFileSync(join(dir, "user-data"), userData, { mode: 0o600 });
   const seedFiles = ["user-data", "meta-data", "network-config"];
   if (!image.baked) {
@@ -107,7 +114,6 @@ function writeSeed(h: LabHost, keys: LabKeys, image: BaseImage): string {
 }
 
 function qemuArgs(h: LabHost, image: BaseImage, iso: string, accel: "kvm" | "tcg"): string[] {
-  const dir = hostDir(h);
   return [
     "-name",
     h.name,
@@ -130,7 +136,7 @@ function qemuArgs(h: LabHost, image: BaseImage, iso: string, accel: "kvm" | "tcg
     "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1",
     // Disks in a fixed order, so the root disk is /dev/vda as the image's fstab says.
     "-drive",
-    `file=${join(dir, "disk.qcow2")},if=none,id=root,format=qcow2`,
+    `file=${rootDisk(h)},if=none,id=root,format=qcow2`,
     "-device",
     "virtio-blk-pci,drive=root",
     "-drive",
@@ -165,7 +171,7 @@ function accelFile(): string {
 export async function bootHost(h: LabHost, image: BaseImage, keys: LabKeys): Promise<void> {
   const dir = hostDir(h);
   mkdirSync(dir, { recursive: true });
-  const disk = join(dir, "disk.qcow2");
+  const disk = rootDisk(h);
   if (!existsSync(disk))
     run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.disk, disk]);
   const volume = volumeFile(h);

@@ -4,6 +4,10 @@ import { hostPackages } from "../cloud-init/packages";
 import { FIRST_BOOT_SSHD_CONF } from "../cloud-init/render";
 import { inboundRules } from "../components/firewall";
 import {
+  backupFiles,
+  BACKUP_PASSWORD_PATH,
+  type BackupSettings,
+  type HostFile,
   hostFiles,
   LETS_ENCRYPT,
   type HostFileSettings,
@@ -175,5 +179,70 @@ describe("mailstack-deploy", () => {
       status: 2,
       stderr: expect.stringMatching(/no provisioning program on standard input/),
     });
+  });
+});
+
+describe("backup files", () => {
+  const BACKUP: BackupSettings = {
+    repository: "s3:https://0123.eu.r2.cloudflarestorage.com/mailstack-prod/mail.example.eu",
+    accessKeyId: "key-id",
+    secretAccessKey: "it's $(secret)",
+    password: "restic-password",
+    schedule: "*-*-* 03:15",
+    keepDaily: 7,
+    keepWeekly: 4,
+    keepMonthly: 12,
+  };
+  const byPath = (files: HostFile[]) => Object.fromEntries(files.map((f) => [f.path, f]));
+
+  test("with backups on: the settings, the bucket's keys and the password, root's alone", () => {
+    const f = byPath(backupFiles(BACKUP));
+    expect(f["/etc/mailstack/backup.conf"]).toEqual({
+      path: "/etc/mailstack/backup.conf",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content:
+        "# Managed by mailstack: mailstack:backup (shell syntax).\nBACKUP_ENABLED=yes\n" +
+        "RESTIC_REPOSITORY='s3:https://0123.eu.r2.cloudflarestorage.com/mailstack-prod/mail.example.eu'\n" +
+        "BACKUP_SCHEDULE='*-*-* 03:15'\nBACKUP_KEEP_DAILY=7\nBACKUP_KEEP_WEEKLY=4\nBACKUP_KEEP_MONTHLY=12\n",
+    });
+    for (const path of ["/etc/mailstack/backup.env", BACKUP_PASSWORD_PATH]) {
+      expect([f[path].mode, f[path].owner, f[path].group]).toEqual(["0600", "root", "root"]);
+    }
+    expect(f[BACKUP_PASSWORD_PATH].content).toBe("restic-password\n");
+    // The files are read by bash: what it reads back is what the stack sent, quotes and all.
+    const env = spawnSync(
+      "bash",
+      ["-c", 'set -a; eval "$(cat)"; printf "%s\\n" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"'],
+      { input: f["/etc/mailstack/backup.env"].content, encoding: "utf8" },
+    );
+    expect(env.stdout).toBe("key-id\nit's $(secret)\n");
+    expect(f["/etc/systemd/system/mailstack-backup.timer"].content).toMatch(
+      /^OnCalendar=\*-\*-\* 03:15$/m,
+    );
+    for (const name of ["mailstack-backup", "mailstack-restore", "mailstack-alert"]) {
+      expect(f[`/usr/local/sbin/${name}`].mode).toBe("0755");
+    }
+    // A failed backup or check mails postmaster.
+    for (const unit of ["mailstack-backup.service", "mailstack-backup-check.service"]) {
+      expect(f[`/etc/systemd/system/${unit}`].content).toMatch(
+        /^OnFailure=mailstack-alert@%N\.service$/m,
+      );
+    }
+  });
+
+  test("with backups off: no keys, no password; the restore tool stays", () => {
+    const f = byPath(backupFiles(undefined));
+    expect(f["/etc/mailstack/backup.conf"].content).toMatch(/^BACKUP_ENABLED=no$/m);
+    expect(f["/etc/mailstack/backup.env"]).toBeUndefined();
+    expect(f[BACKUP_PASSWORD_PATH]).toBeUndefined();
+    expect(f["/usr/local/sbin/mailstack-restore"]).toBeDefined();
+  });
+
+  test("a schedule of more than one line is refused (it would add lines to the timer)", () => {
+    expect(() => backupFiles({ ...BACKUP, schedule: "daily\nOnBootSec=1" })).toThrow(
+      "backup schedule 'daily\nOnBootSec=1' is not one line",
+    );
   });
 });

@@ -606,6 +606,16 @@ describe("provisioning", () => {
         "/etc/ssh/authorized_keys/admin",
         "/usr/local/sbin/mailstack-cert",
         "/usr/local/sbin/mailstack-acme-hook",
+        // Backups: settings, timers, the backup, restore and alert programs.
+        "/etc/mailstack/backup.conf",
+        "/etc/systemd/system/mailstack-backup.service",
+        "/etc/systemd/system/mailstack-backup.timer",
+        "/etc/systemd/system/mailstack-backup-check.service",
+        "/etc/systemd/system/mailstack-backup-check.timer",
+        "/etc/systemd/system/mailstack-alert@.service",
+        "/usr/local/sbin/mailstack-backup",
+        "/usr/local/sbin/mailstack-restore",
+        "/usr/local/sbin/mailstack-alert",
         // The daemons' configuration tree, and the tables made from the stack's users.
         ...treePaths(),
         "/etc/dovecot/users",
