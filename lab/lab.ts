@@ -156,7 +156,7 @@ export function deployRequest(
 
 /** The deployment's `status` request: the first boot as it stands. */
 export function deployStatus(h: LabHost): Promise<SshResult> {
-  return deployRequest(h, "status", 20_000);
+  return deployRequest(h, "status", 60_000);
 }
 
 async function waitForSsh(h: LabHost): Promise<void> {
