@@ -134,7 +134,8 @@ export class MailStack extends pulumi.ComponentResource {
       );
       if (missing.length > 0) {
         throw new pulumi.ResourceError(
-          `${missing.map((k) => `mailstack:${k}`).join(", ")}: required when ` +
+          `${missing.map((k) => `mailstack:${k}`).join(", ")}: ` +
+            `${missing.length === 1 ? "is" : "are"} required when ` +
             "backup.provider is hetzner: an Object Storage credential made in the Hetzner " +
             `Console (pulumi config set --secret mailstack:${missing[0]} ...)`,
           this,

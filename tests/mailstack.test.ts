@@ -980,7 +980,7 @@ describe("backup storage", () => {
     );
     const hetznerConfig = parseConfig({ ...PROD_RAW, backup: '{"provider":"hetzner"}' });
     expect(() => new MailStack("nokeys", { config: hetznerConfig, acmeDnsToken: "t" })).toThrow(
-      "mailstack:backupAccessKeyId, mailstack:backupSecretAccessKey: required when " +
+      "mailstack:backupAccessKeyId, mailstack:backupSecretAccessKey: are required when " +
         "backup.provider is hetzner: an Object Storage credential made in the Hetzner Console " +
         "(pulumi config set --secret mailstack:backupAccessKeyId ...)",
     );
