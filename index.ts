@@ -21,5 +21,10 @@ export = async () => {
     rspamdControllerPassword: pulumi.secret(stack.rspamdControllerPassword),
     monthlyCostEur: stack.monthlyCostEur,
     dnssecDs: stack.dnssecDs,
+    // Unset without backups. The password is the one key to the snapshots: kept in the
+    // stack's state and exported, so it outlives the host (docs/backup.md).
+    backupBucket: stack.backupBucket,
+    backupRepository: stack.backupRepository,
+    backupPassword: stack.backupPassword && pulumi.secret(stack.backupPassword),
   };
 };

@@ -2,6 +2,7 @@
 // whole by the pure `parseConfig` before any resource exists. A bad setting stops the run
 // with one line per problem naming the key, the rule and the value seen.
 import * as pulumi from "@pulumi/pulumi";
+import { defaultBackupBucket, isBucketName } from "./backup-storage";
 import { HETZNER_RAM_GB } from "./cost";
 import {
   cidrProblem,
@@ -40,11 +41,39 @@ export interface UserSpec {
   quotaMb?: number;
 }
 
+export const BACKUP_PROVIDERS = ["r2", "hetzner"] as const;
+export type BackupProvider = (typeof BACKUP_PROVIDERS)[number];
+
+/** `mailstack:backup`: encrypted offsite backups with restic (docs/backup.md). */
 export interface BackupSpec {
+  /** Off: no bucket, no token, no password, nothing on the host. */
   enabled: boolean;
+  /**
+   * Where the repository lives: `r2`, a Cloudflare R2 bucket in the EU jurisdiction that the
+   * stack makes with a token for it alone; or `hetzner`, Hetzner Object Storage with keys made
+   * in the Hetzner Console (the secrets backupAccessKeyId and backupSecretAccessKey).
+   */
+  provider: BackupProvider;
+  /** When the backup runs: a systemd calendar expression (OnCalendar=), `daily` by default. */
+  schedule: string;
+  /** hetzner: the Object Storage location, the stack's `location` by default; r2: unset. */
+  location?: Location;
+  /** The bucket's name; by default derived from the mail host (backup-storage.ts). */
+  bucket: string;
   keepDaily: number;
   keepWeekly: number;
   keepMonthly: number;
+}
+
+/** Options of parseConfig. */
+export interface ParseOptions {
+  /**
+   * Check what the stack's backup storage needs besides the backup settings: the Cloudflare
+   * account for R2, the Hetzner keys for Hetzner. A stack's run does (readConfig); the lab,
+   * whose hosts back up to its own S3 server, does not. MailStack checks again, so a program
+   * that skips this is stopped there.
+   */
+  backupStorage?: boolean;
 }
 
 /**
@@ -167,6 +196,8 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   acmeDnsToken: "secret",
   relayPassword: "secret",
   sshProxyPrivateKey: "secret",
+  backupAccessKeyId: "secret",
+  backupSecretAccessKey: "secret",
 };
 
 /** Secrets of the contract: read as Pulumi secrets, never as plain values. */
@@ -180,6 +211,10 @@ export interface MailStackSecrets {
   relayPassword?: pulumi.Output<string>;
   /** The private key of the account on `sshProxy`; set only together with it. */
   sshProxyPrivateKey?: pulumi.Output<string>;
+  /** Hetzner Object Storage access key (`backup.provider: hetzner`). */
+  backupAccessKeyId?: pulumi.Output<string>;
+  /** Its secret key. */
+  backupSecretAccessKey?: pulumi.Output<string>;
 }
 
 /** Stands in for a secret's value in parseConfig, which checks only that it is set. */
@@ -236,6 +271,7 @@ export function readConfig(): MailStackConfig {
   return parseConfig(
     raw,
     set.filter((k) => !(k in CONFIG_KEYS)),
+    { backupStorage: true },
   );
 }
 
@@ -245,10 +281,14 @@ export function readSecrets(): MailStackSecrets {
   const relayPassword = config.getSecret("relayPassword");
   const acmeDnsToken = config.getSecret("acmeDnsToken");
   const sshProxyPrivateKey = config.getSecret("sshProxyPrivateKey");
+  const backupAccessKeyId = config.getSecret("backupAccessKeyId");
+  const backupSecretAccessKey = config.getSecret("backupSecretAccessKey");
   return {
     ...(acmeDnsToken !== undefined ? { acmeDnsToken } : {}),
     ...(relayPassword !== undefined ? { relayPassword } : {}),
     ...(sshProxyPrivateKey !== undefined ? { sshProxyPrivateKey } : {}),
+    ...(backupAccessKeyId !== undefined ? { backupAccessKeyId } : {}),
+    ...(backupSecretAccessKey !== undefined ? { backupSecretAccessKey } : {}),
   };
 }
 
@@ -270,6 +310,7 @@ function secretStandIn(key: string, value: string): unknown {
 export function parseConfig(
   raw: Record<string, unknown>,
   unknownKeys: string[] = [],
+  options: ParseOptions = {},
 ): MailStackConfig {
   const problems: string[] = [];
   // Paths refused for a line break: nothing else is reported about them, or under them.
@@ -588,7 +629,8 @@ export function parseConfig(
     fail("expiresAt", "must be a UTC time in ISO 8601, e.g. 2026-12-01T18:00:00Z", expiresAt);
   }
 
-  const backup = backupSpec(values, fail);
+  const backup = backupSpec(values, location, mailHost, fail);
+  backupStorage(values, backup, cloudflareAccountId, options, broken, fail);
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
   const clamav = bool("clamav", true);
@@ -823,24 +865,125 @@ function sshProxySpec(values: Record<string, unknown>, fail: Fail): SshProxySpec
   return { host, port, user, hostPublicKey: `${type} ${data}` };
 }
 
-function backupSpec(values: Record<string, unknown>, fail: Fail): BackupSpec {
-  const def: BackupSpec = { enabled: true, keepDaily: 7, keepWeekly: 4, keepMonthly: 12 };
+const BACKUP_KEYS = [
+  "enabled",
+  "provider",
+  "schedule",
+  "location",
+  "bucket",
+  "keepDaily",
+  "keepWeekly",
+  "keepMonthly",
+];
+
+/**
+ * What a systemd calendar expression (OnCalendar=) is written with: `daily`, `Mon *-*-* 03:00`,
+ * `*-*-* 02,14:30`, `Sat..Sun 04:00`, `*-*-1/2`, `*-*~1`. Only systemd can tell a valid one
+ * (`systemd-analyze calendar`), and it does not run here: this keeps to what such an
+ * expression may hold, so the value can be nothing else in the timer unit it goes into.
+ */
+const CALENDAR_CHARS = /^[A-Za-z0-9*:,./~ -]+$/;
+
+/** `backup`: the storage, schedule and retention of the host's restic backups. */
+function backupSpec(
+  values: Record<string, unknown>,
+  stackLocation: Location,
+  mailHost: string,
+  fail: Fail,
+): BackupSpec {
+  const def: BackupSpec = {
+    enabled: true,
+    provider: "r2",
+    schedule: "daily",
+    bucket: defaultBackupBucket(mailHost),
+    keepDaily: 7,
+    keepWeekly: 4,
+    keepMonthly: 12,
+  };
   const v = values.backup;
   if (v === undefined) return def;
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    fail("backup", "must be an object {enabled, keepDaily, keepWeekly, keepMonthly}", v);
+    fail("backup", `must be an object {${BACKUP_KEYS.join(", ")}}`, v);
     return def;
   }
   const obj = v as Record<string, unknown>;
   const out = { ...def };
   for (const k of Object.keys(obj)) {
-    if (!(k in def))
-      fail(`backup.${k}`, `is not a backup setting (known: ${Object.keys(def).join(", ")})`, k);
+    if (!BACKUP_KEYS.includes(k))
+      fail(`backup.${k}`, `is not a backup setting (known: ${BACKUP_KEYS.join(", ")})`, k);
   }
   if (obj.enabled !== undefined) {
     if (typeof obj.enabled === "boolean") out.enabled = obj.enabled;
     else fail("backup.enabled", "must be true or false", obj.enabled);
   }
+  const text = (key: string): string | undefined => {
+    const x = obj[key];
+    if (x === undefined) return undefined;
+    if (typeof x !== "string") {
+      fail(`backup.${key}`, "must be a string", x);
+      return undefined;
+    }
+    return x.trim();
+  };
+
+  const provider = text("provider");
+  if (provider !== undefined) {
+    if ((BACKUP_PROVIDERS as readonly string[]).includes(provider)) {
+      out.provider = provider as BackupProvider;
+    } else fail("backup.provider", `must be one of ${BACKUP_PROVIDERS.join(", ")}`, provider);
+  }
+
+  const schedule = text("schedule");
+  if (schedule !== undefined) {
+    if (schedule === "") {
+      fail(
+        "backup.schedule",
+        "must not be empty: a systemd calendar expression such as daily or *-*-* 03:00",
+        obj.schedule,
+      );
+    } else if (!CALENDAR_CHARS.test(schedule)) {
+      fail(
+        "backup.schedule",
+        "must be a systemd calendar expression (OnCalendar=) such as daily or *-*-* 03:00: " +
+          "letters, digits, spaces and * : , . / ~ - only",
+        obj.schedule,
+      );
+    } else out.schedule = schedule.replace(/\s+/g, " ");
+  }
+
+  // Hetzner serves Object Storage per location; an R2 bucket is placed by its jurisdiction.
+  const location = text("location");
+  if (location !== undefined) {
+    if (!(EU_LOCATIONS as readonly string[]).includes(location)) {
+      fail("backup.location", `must be one of ${EU_LOCATIONS.join(", ")}`, location);
+    } else if (out.provider !== "hetzner") {
+      fail(
+        "backup.location",
+        "applies to backup.provider hetzner only: an R2 bucket is placed by its jurisdiction (eu)",
+        location,
+      );
+    }
+  }
+  if (out.provider === "hetzner") {
+    out.location =
+      location !== undefined && (EU_LOCATIONS as readonly string[]).includes(location)
+        ? (location as Location)
+        : stackLocation;
+  }
+
+  const bucket = text("bucket");
+  if (bucket !== undefined) {
+    if (isBucketName(bucket)) out.bucket = bucket;
+    else {
+      fail(
+        "backup.bucket",
+        "must be a bucket name: 3 to 63 lower-case letters, digits and hyphens, " +
+          "starting and ending with a letter or digit",
+        bucket,
+      );
+    }
+  }
+
   for (const k of ["keepDaily", "keepWeekly", "keepMonthly"] as const) {
     out[k] = integer(obj, k, def[k], (_, rule, value) => fail(`backup.${k}`, rule, value));
   }
@@ -848,6 +991,58 @@ function backupSpec(values: Record<string, unknown>, fail: Fail): BackupSpec {
     fail("backup", "keeps no snapshot at all: set keepDaily, keepWeekly or keepMonthly above 0", v);
   }
   return out;
+}
+
+/**
+ * What the backup storage needs besides `backup`: R2 the Cloudflare account the bucket is made
+ * in, Hetzner the keys made in its Console. Keys for Hetzner with another provider are refused
+ * as secrets that nothing uses; the requirements only when `options.backupStorage` asks.
+ */
+function backupStorage(
+  values: Record<string, unknown>,
+  backup: BackupSpec,
+  cloudflareAccountId: string | undefined,
+  options: ParseOptions,
+  broken: Set<string>,
+  fail: Fail,
+): void {
+  const KEYS = ["backupAccessKeyId", "backupSecretAccessKey"] as const;
+  const isSet = (key: string) => values[key] !== undefined && values[key] !== "";
+  if (backup.provider !== "hetzner") {
+    for (const key of KEYS.filter(isSet)) {
+      fail(
+        key,
+        `is set but backup.provider is ${backup.provider}: the key is for Hetzner Object Storage`,
+        SECRET_SET,
+      );
+    }
+  }
+  if (!options.backupStorage || !backup.enabled) return;
+  if (backup.provider === "r2" && cloudflareAccountId === undefined) {
+    if (!broken.has("cloudflareAccountId")) {
+      fail(
+        "cloudflareAccountId",
+        "is required when backup is enabled with backup.provider r2 (the default): the account " +
+          "the R2 bucket is made in (pulumi config set mailstack:cloudflareAccountId ...), or set " +
+          "backup.provider hetzner, or backup.enabled false",
+        undefined,
+      );
+    }
+  }
+  if (backup.provider === "hetzner") {
+    const what = {
+      backupAccessKeyId: "the access key",
+      backupSecretAccessKey: "the secret key",
+    };
+    for (const key of KEYS.filter((k) => !isSet(k))) {
+      fail(
+        key,
+        `is required when backup.provider is hetzner: ${what[key]} of an Object Storage ` +
+          `credential made in the Hetzner Console (pulumi config set --secret mailstack:${key} ...)`,
+        undefined,
+      );
+    }
+  }
 }
 
 /**

@@ -1,13 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { AcmeToken, tokenExpiryNotice } from "./acme-token";
+import { MailBackup } from "./backup";
 import { clientSettings, type ClientSettings } from "./client-settings";
 import type { MailStackConfig } from "./config";
 import { monthlyCostEur } from "./cost";
 import { MailDns, recordResourceNames } from "./dns";
 import { checkExistingRecords } from "./existing-records";
 import { inboundRules } from "./firewall";
-import { stackAcme, stackHostFiles } from "./host-files";
+import { stackAcme, stackHostFiles, type BackupSettings } from "./host-files";
 import { MailKeys } from "./keys";
 import { Provisioning } from "./provisioning";
 import { recordSummary } from "./records";
@@ -28,6 +29,13 @@ export interface MailStackArgs {
    * required with `config.sshProxy`.
    */
   sshProxyPrivateKey?: pulumi.Input<string>;
+  /**
+   * Hetzner Object Storage access key (`mailstack:backupAccessKeyId`, secret); required with
+   * `backup.provider: hetzner`.
+   */
+  backupAccessKeyId?: pulumi.Input<string>;
+  /** Its secret key (`mailstack:backupSecretAccessKey`, secret). */
+  backupSecretAccessKey?: pulumi.Input<string>;
 }
 
 /**
@@ -42,6 +50,8 @@ export class MailStack extends pulumi.ComponentResource {
   readonly provisioning: Provisioning;
   /** The host's DNS token, when the stack makes it (no `acmeDnsToken` supplied). */
   readonly acmeToken?: AcmeToken;
+  /** Bucket, credentials and restic password; unset when `backup.enabled` is false. */
+  readonly backup?: MailBackup;
 
   readonly mailHost: string;
   readonly ipv4: pulumi.Output<string>;
@@ -57,6 +67,12 @@ export class MailStack extends pulumi.ComponentResource {
   readonly rspamdControllerPassword: pulumi.Output<string>;
   readonly monthlyCostEur: number | undefined;
   readonly dnssecDs: pulumi.Output<string> | undefined;
+  /** The backup bucket's name; unset without backups. */
+  readonly backupBucket: pulumi.Output<string> | undefined;
+  /** restic's repository, `s3:<endpoint>/<bucket>/<mail host>`; unset without backups. */
+  readonly backupRepository: string | undefined;
+  /** restic's repository password; secret; unset without backups. */
+  readonly backupPassword: pulumi.Output<string> | undefined;
 
   /**
    * Stops the run when the zone already holds an SPF or DMARC record that the stack does not
@@ -106,6 +122,30 @@ export class MailStack extends pulumi.ComponentResource {
       throw new pulumi.ResourceError(
         "mailstack:sshProxyPrivateKey: is required when sshProxy is set: the private key of " +
           "the bastion's account (pulumi config set --secret mailstack:sshProxyPrivateKey < key)",
+        this,
+      );
+    }
+
+    // Checked by parseConfig for a stack (readConfig); a program that builds the args itself
+    // is told too, before anything of the stack is made.
+    if (cfg.backup.enabled && cfg.backup.provider === "hetzner") {
+      const missing = (["backupAccessKeyId", "backupSecretAccessKey"] as const).filter(
+        (k) => args[k] === undefined,
+      );
+      if (missing.length > 0) {
+        throw new pulumi.ResourceError(
+          `${missing.map((k) => `mailstack:${k}`).join(", ")}: ` +
+            `${missing.length === 1 ? "is" : "are"} required when ` +
+            "backup.provider is hetzner: an Object Storage credential made in the Hetzner " +
+            `Console (pulumi config set --secret mailstack:${missing[0]} ...)`,
+          this,
+        );
+      }
+    }
+    if (cfg.backup.enabled && cfg.backup.provider === "r2" && !cfg.cloudflareAccountId) {
+      throw new pulumi.ResourceError(
+        "mailstack:cloudflareAccountId: is required when backup is enabled with " +
+          "backup.provider r2 (the default): the account the R2 bucket is made in",
         this,
       );
     }
@@ -172,6 +212,47 @@ export class MailStack extends pulumi.ComponentResource {
       acmeDnsToken = this.acmeToken.value;
     }
 
+    // Encrypted offsite backups: storage, credentials and the repository's password.
+    let backup: pulumi.Output<BackupSettings | undefined> = pulumi.output(undefined);
+    if (cfg.backup.enabled) {
+      const b = cfg.backup;
+      this.backup = new MailBackup(
+        `${name}-backup`,
+        {
+          provider: b.provider,
+          bucket: b.bucket,
+          mailHost: cfg.mailHost,
+          stack: pulumi.getStack(),
+          protect: cfg.protect,
+          ...(b.provider === "r2"
+            ? {
+                cloudflareAccountId: cfg.cloudflareAccountId,
+                ipv4: this.server.ipv4,
+                ipv6Network: this.server.primaryIpv6.ipNetwork,
+              }
+            : {
+                location: b.location,
+                accessKeyId: args.backupAccessKeyId,
+                secretAccessKey: args.backupSecretAccessKey,
+              }),
+        },
+        parent,
+      );
+      const repository = this.backup.repository;
+      backup = pulumi
+        .all([this.backup.accessKeyId, this.backup.secretAccessKey, this.backup.password])
+        .apply(([accessKeyId, secretAccessKey, password]) => ({
+          repository,
+          accessKeyId,
+          secretAccessKey,
+          password,
+          schedule: b.schedule,
+          keepDaily: b.keepDaily,
+          keepWeekly: b.keepWeekly,
+          keepMonthly: b.keepMonthly,
+        }));
+    }
+
     const passwords = cfg.users.map(
       (u) =>
         [
@@ -200,13 +281,14 @@ export class MailStack extends pulumi.ComponentResource {
       rspamdPassword,
       acmeDnsToken,
       pulumi.output(args.relayPassword),
+      backup,
     ]);
     const files = pulumi
       .all([keys, secrets, this.server.ipv4, this.server.ipv6])
       .apply(
         ([
           [dkimPrivateKeyPem, tlsPrivateKeyPem],
-          [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword],
+          [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword, backup],
           ipv4,
           ipv6,
         ]) =>
@@ -219,6 +301,7 @@ export class MailStack extends pulumi.ComponentResource {
             rspamdControllerPassword,
             relayPassword,
             acme: stackAcme(cfg, acmeDnsToken),
+            ...(backup ? { backup } : {}),
           }),
       );
     this.provisioning = new Provisioning(
@@ -254,6 +337,9 @@ export class MailStack extends pulumi.ComponentResource {
       );
     }
     this.dnssecDs = this.dns.dnssecDs;
+    this.backupBucket = this.backup?.bucket;
+    this.backupRepository = this.backup?.repository;
+    this.backupPassword = this.backup ? pulumi.secret(this.backup.password) : undefined;
 
     this.registerOutputs({
       mailHost: this.mailHost,
@@ -261,6 +347,9 @@ export class MailStack extends pulumi.ComponentResource {
       ipv6: this.ipv6,
       dnsRecords: this.dnsRecords,
       userPasswords: this.userPasswords,
+      backupBucket: this.backupBucket,
+      backupRepository: this.backupRepository,
+      backupPassword: this.backupPassword,
     });
   }
 }

@@ -8,14 +8,19 @@ import {
   parseConfig,
   readConfig,
   readSecrets,
+  type ParseOptions,
 } from "../components/config";
 import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, STAGING_RAW } from "./support/config";
 import { BASTION_HOST_KEY, DKIM_KEY, JUMP_KEY, TLS_KEY } from "./support/keys";
 
 /** The problems parseConfig reports for a config, or [] when it passes. */
-function problems(raw: Record<string, unknown>, unknown: string[] = []): string[] {
+function problems(
+  raw: Record<string, unknown>,
+  unknown: string[] = [],
+  options: ParseOptions = {},
+): string[] {
   try {
-    parseConfig(raw, unknown);
+    parseConfig(raw, unknown, options);
     return [];
   } catch (e) {
     if (e instanceof ConfigError) return e.problems;
@@ -46,7 +51,15 @@ describe("defaults", () => {
       clamav: true,
       protect: true,
       monitoringAllowedIps: [],
-      backup: { enabled: true, keepDaily: 7, keepWeekly: 4, keepMonthly: 12 },
+      backup: {
+        enabled: true,
+        provider: "r2",
+        schedule: "daily",
+        bucket: "mail-example-eu-backup",
+        keepDaily: 7,
+        keepWeekly: 4,
+        keepMonthly: 12,
+      },
       dkimSelector: "mail",
       caaIssuer: "letsencrypt.org",
       logRetentionDays: 14,
@@ -54,6 +67,8 @@ describe("defaults", () => {
     });
     expect(c.relayHost).toBeUndefined();
     expect(c.relayUser).toBeUndefined();
+    // R2 places a bucket by its jurisdiction: no location.
+    expect("location" in c.backup).toBe(false);
   });
 
   test("postmaster@ and abuse@ reach the first user unless defined", () => {
@@ -1113,6 +1128,255 @@ describe("sshProxy: the bastion provisioning connects through", () => {
   });
 });
 
+describe("backup: storage, schedule and what the storage needs", () => {
+  const backup = (settings: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+    ...MINIMAL_RAW,
+    backup: JSON.stringify(settings),
+    ...extra,
+  });
+  /** As a stack's run checks (readConfig): the storage's needs included. */
+  const asStack = (raw: Record<string, unknown>) => problems(raw, [], { backupStorage: true });
+  const HETZNER_KEYS = {
+    backupAccessKeyId: "HETZNERACCESSKEY0001",
+    backupSecretAccessKey: "hetzner-secret-key-for-tests",
+  };
+  const ONE_LINE = "must be one line (no line breaks or NUL characters)";
+
+  test.each([
+    [
+      "backup that is no object",
+      withKey("backup", "[true]"),
+      "mailstack:backup: must be an object {enabled, provider, schedule, location, bucket, " +
+        "keepDaily, keepWeekly, keepMonthly}; got [true]",
+      withKey("backup", "{}"),
+    ],
+    [
+      "a misspelt backup setting",
+      backup({ shedule: "daily" }),
+      "mailstack:backup.shedule: is not a backup setting (known: enabled, provider, schedule, " +
+        'location, bucket, keepDaily, keepWeekly, keepMonthly); got "shedule"',
+      backup({ schedule: "daily" }),
+    ],
+    [
+      "a provider other than r2 or hetzner",
+      backup({ provider: "s3" }),
+      'mailstack:backup.provider: must be one of r2, hetzner; got "s3"',
+      backup({ provider: "r2" }),
+    ],
+    [
+      "an empty schedule",
+      backup({ schedule: " " }),
+      'mailstack:backup.schedule: must not be empty: a systemd calendar expression such as daily or *-*-* 03:00; got " "',
+      backup({ schedule: "daily" }),
+    ],
+    [
+      "a schedule with characters no calendar expression holds (it goes into a unit file)",
+      backup({ schedule: "daily; rm -rf /" }),
+      "mailstack:backup.schedule: must be a systemd calendar expression (OnCalendar=) such as " +
+        "daily or *-*-* 03:00: letters, digits, spaces and * : , . / ~ - only; " +
+        'got "daily; rm -rf /"',
+      backup({ schedule: "Mon..Fri *-*-* 03:15" }),
+    ],
+    [
+      "a schedule that would add a line to the timer unit",
+      backup({ schedule: "daily\nOnCalendar=minutely" }),
+      `mailstack:backup.schedule: ${ONE_LINE}; got "daily\\nOnCalendar=minutely"`,
+      backup({ schedule: "*-*-1/2 04:00" }),
+    ],
+    [
+      "a schedule that is no string",
+      backup({ schedule: 3 }),
+      "mailstack:backup.schedule: must be a string; got 3",
+      backup({ schedule: "*-*~1 02:30:00" }),
+    ],
+    [
+      "a location outside the EU",
+      backup({ provider: "hetzner", location: "ash" }),
+      'mailstack:backup.location: must be one of fsn1, nbg1, hel1; got "ash"',
+      backup({ provider: "hetzner", location: "hel1" }),
+    ],
+    [
+      "a location for R2, which places a bucket by its jurisdiction",
+      backup({ location: "nbg1" }),
+      "mailstack:backup.location: applies to backup.provider hetzner only: an R2 bucket is " +
+        'placed by its jurisdiction (eu); got "nbg1"',
+      backup({ provider: "hetzner", location: "nbg1" }),
+    ],
+    [
+      "a bucket with upper case and an underscore",
+      backup({ bucket: "Mail_Backup" }),
+      "mailstack:backup.bucket: must be a bucket name: 3 to 63 lower-case letters, digits and " +
+        'hyphens, starting and ending with a letter or digit; got "Mail_Backup"',
+      backup({ bucket: "mail-backup-2026" }),
+    ],
+    [
+      "a bucket name of two characters",
+      backup({ bucket: "mb" }),
+      "mailstack:backup.bucket: must be a bucket name: 3 to 63 lower-case letters, digits and " +
+        'hyphens, starting and ending with a letter or digit; got "mb"',
+      backup({ bucket: "mbx" }),
+    ],
+    [
+      "a bucket name ending in a hyphen",
+      backup({ bucket: "mail-backup-" }),
+      "mailstack:backup.bucket: must be a bucket name: 3 to 63 lower-case letters, digits and " +
+        'hyphens, starting and ending with a letter or digit; got "mail-backup-"',
+      backup({ bucket: "mail-backup-1" }),
+    ],
+    [
+      "a bucket name of 64 characters",
+      backup({ bucket: "b".repeat(64) }),
+      "mailstack:backup.bucket: must be a bucket name: 3 to 63 lower-case letters, digits and " +
+        `hyphens, starting and ending with a letter or digit; got "${"b".repeat(64)}"`,
+      backup({ bucket: "b".repeat(63) }),
+    ],
+    [
+      "Hetzner's keys with provider r2: secrets nothing uses, and the line does not show them",
+      { ...MINIMAL_RAW, backupAccessKeyId: HETZNER_KEYS.backupAccessKeyId },
+      "mailstack:backupAccessKeyId: is set but backup.provider is r2: the key is for Hetzner " +
+        "Object Storage; got a secret (not shown)",
+      backup({ provider: "hetzner" }, HETZNER_KEYS),
+    ],
+  ])("%s", (_, raw, message, control) => {
+    expect(problems(raw)).toEqual([message]);
+    expect(problems(control)).toEqual([]);
+  });
+
+  test("backup.provider r2 (the default) needs the Cloudflare account", () => {
+    const raw = { ...MINIMAL_RAW };
+    delete raw.cloudflareAccountId;
+    expect(asStack(raw)).toEqual([
+      "mailstack:cloudflareAccountId: is required when backup is enabled with backup.provider r2 " +
+        "(the default): the account the R2 bucket is made in (pulumi config set " +
+        "mailstack:cloudflareAccountId ...), or set backup.provider hetzner, or backup.enabled " +
+        "false; got nothing",
+    ]);
+    // Controls: with the account; without backups; with Hetzner.
+    expect(asStack(MINIMAL_RAW)).toEqual([]);
+    expect(asStack({ ...raw, backup: JSON.stringify({ enabled: false }) })).toEqual([]);
+    expect(asStack({ ...raw, ...HETZNER_KEYS, backup: '{"provider":"hetzner"}' })).toEqual([]);
+    // A malformed account ID is reported once, as malformed.
+    expect(asStack({ ...raw, cloudflareAccountId: "my-account" })).toEqual([
+      'mailstack:cloudflareAccountId: must be the 32 hex digit account ID; got "my-account"',
+    ]);
+  });
+
+  test("backup.provider hetzner needs both keys, each named", () => {
+    expect(asStack(backup({ provider: "hetzner" }))).toEqual([
+      "mailstack:backupAccessKeyId: is required when backup.provider is hetzner: the access key " +
+        "of an Object Storage credential made in the Hetzner Console (pulumi config set --secret " +
+        "mailstack:backupAccessKeyId ...); got nothing",
+      "mailstack:backupSecretAccessKey: is required when backup.provider is hetzner: the secret " +
+        "key of an Object Storage credential made in the Hetzner Console (pulumi config set " +
+        "--secret mailstack:backupSecretAccessKey ...); got nothing",
+    ]);
+    expect(
+      asStack(
+        backup({ provider: "hetzner" }, { backupAccessKeyId: HETZNER_KEYS.backupAccessKeyId }),
+      ),
+    ).toEqual([expect.stringMatching(/^mailstack:backupSecretAccessKey: is required/)]);
+    expect(asStack(backup({ provider: "hetzner" }, HETZNER_KEYS))).toEqual([]);
+    // Off, nothing is needed.
+    expect(asStack(backup({ provider: "hetzner", enabled: false }))).toEqual([]);
+  });
+
+  test("a key with a line break is refused without showing it", () => {
+    expect(
+      asStack(
+        backup(
+          { provider: "hetzner" },
+          { ...HETZNER_KEYS, backupSecretAccessKey: "secret\nand more" },
+        ),
+      ),
+    ).toEqual([`mailstack:backupSecretAccessKey: ${ONE_LINE}; got a secret (not shown)`]);
+  });
+
+  test("the lab's hosts, which bring their own S3 server, are not asked for cloud storage", () => {
+    const raw = { ...MINIMAL_RAW };
+    delete raw.cloudflareAccountId;
+    expect(problems(raw)).toEqual([]);
+    expect(parseConfig(raw).backup.enabled).toBe(true);
+  });
+
+  test("read with defaults: Hetzner at the stack's location unless set; the bucket from the mail host", () => {
+    const read = (raw: Record<string, unknown>) => parseConfig(raw).backup;
+    expect(read(backup({ provider: "hetzner" }, { location: "nbg1" }))).toEqual({
+      enabled: true,
+      provider: "hetzner",
+      schedule: "daily",
+      location: "nbg1",
+      bucket: "mail-example-eu-backup",
+      keepDaily: 7,
+      keepWeekly: 4,
+      keepMonthly: 12,
+    });
+    expect(read(backup({ provider: "hetzner", location: "hel1" })).location).toBe("hel1");
+    expect(
+      read(
+        backup(
+          { schedule: " *-*-*   03:00 ", bucket: "acme-mail-backups", keepDaily: 3 },
+          { hostname: "MX1" },
+        ),
+      ),
+    ).toEqual({
+      enabled: true,
+      provider: "r2",
+      schedule: "*-*-* 03:00",
+      bucket: "acme-mail-backups",
+      keepDaily: 3,
+      keepWeekly: 4,
+      keepMonthly: 12,
+    });
+    expect(read(withKey("hostname", "mx1")).bucket).toBe("mx1-example-eu-backup");
+  });
+
+  test("a default bucket name that would pass 63 characters is cut and made unique", () => {
+    const domain = `${"a".repeat(30)}.${"b".repeat(30)}.eu`;
+    const raw = {
+      ...MINIMAL_RAW,
+      domain,
+      users: JSON.stringify([{ address: `alice@${domain}` }]),
+      acmeEmail: `hostmaster@${domain}`,
+    };
+    const bucket = parseConfig(raw).backup.bucket;
+    expect(bucket).toMatch(/^mail-a{30}-b{18}-[0-9a-f]{8}$/);
+    expect(bucket).toHaveLength(63);
+    const other = parseConfig({ ...raw, hostname: "mx" }).backup.bucket;
+    expect(other).toHaveLength(63);
+    expect(other).not.toBe(bucket);
+  });
+
+  describe("readConfig and readSecrets, from the stack", () => {
+    const stack = (raw: Record<string, unknown>, secrets: string[]) =>
+      pulumi.runtime.setAllConfig(
+        Object.fromEntries(Object.entries(raw).map(([k, v]) => [`mailstack:${k}`, String(v)])),
+        secrets.map((k) => `mailstack:${k}`),
+      );
+    afterEach(() => pulumi.runtime.setAllConfig({}, []));
+
+    test("a stack's run asks for the account; Hetzner's keys are read as secrets", async () => {
+      const raw = { ...MINIMAL_RAW };
+      delete raw.cloudflareAccountId;
+      stack(raw, ["acmeDnsToken"]);
+      expect(() => readConfig()).toThrow(/mailstack:cloudflareAccountId: is required when backup/);
+
+      stack(backup({ provider: "hetzner" }, HETZNER_KEYS), [
+        "acmeDnsToken",
+        "backupAccessKeyId",
+        "backupSecretAccessKey",
+      ]);
+      expect(readConfig().backup.provider).toBe("hetzner");
+      const secrets = readSecrets();
+      expect(await pulumi.isSecret(secrets.backupAccessKeyId!)).toBe(true);
+      expect(await pulumi.isSecret(secrets.backupSecretAccessKey!)).toBe(true);
+
+      stack(MINIMAL_RAW, ["acmeDnsToken"]);
+      expect("backupAccessKeyId" in readSecrets()).toBe(false);
+      expect("backupSecretAccessKey" in readSecrets()).toBe(false);
+    });
+  });
+});
+
 describe("Pulumi.yaml declares the contract", () => {
   const project = parse(readFileSync(join(__dirname, "..", "Pulumi.yaml"), "utf8"));
   const declared = project.config as Record<
@@ -1152,6 +1416,7 @@ describe("Pulumi.yaml declares the contract", () => {
     // Nor the bastion account's key, which goes with the bastion.
     expect(raw.sshProxyPrivateKey).toBeUndefined();
     if (raw.sshProxy !== undefined) raw.sshProxyPrivateKey = JUMP_KEY.privateOpenssh;
-    expect(problems(raw)).toEqual([]);
+    // As a stack's run checks it (readConfig): with what its backup storage needs.
+    expect(problems(raw, [], { backupStorage: true })).toEqual([]);
   });
 });

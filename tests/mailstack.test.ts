@@ -1,13 +1,14 @@
 // The MailStack under Pulumi mocks: each test finds resources by type and name and asserts
 // the inputs they were given.
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import { parseConfig, type MailStackConfig } from "../components/config";
 import { txtValue } from "../components/keymath";
 import type { MailStack as MailStackType } from "../components/mailstack";
 import { buildMailRecords } from "../components/records";
 import { argon2Verify } from "hash-wasm";
 import { treePaths } from "../components/host-config";
-import { PROVISION_SCRIPT } from "../components/host-files";
+import { PROVISION_SCRIPT, type StackHostInputs } from "../components/host-files";
 import { ADMIN_KEY, PROD_RAW, STAGING_RAW } from "./support/config";
 import {
   BASTION_HOST_KEY,
@@ -52,6 +53,12 @@ async function deploy(name: string, raw: Record<string, unknown>): Promise<Deplo
       ...(raw.sshProxyPrivateKey !== undefined
         ? { sshProxyPrivateKey: pulumi.secret(String(raw.sshProxyPrivateKey)) }
         : {}),
+      ...(raw.backupAccessKeyId !== undefined
+        ? {
+            backupAccessKeyId: pulumi.secret(String(raw.backupAccessKeyId)),
+            backupSecretAccessKey: pulumi.secret(String(raw.backupSecretAccessKey)),
+          }
+        : {}),
     },
     {
       // Records every child's options, so protection and replacement order can be asserted.
@@ -83,6 +90,7 @@ const T = {
   apiToken: "cloudflare:index/apiToken:ApiToken",
   password: "random:index/randomPassword:RandomPassword",
   universalSsl: "cloudflare:index/universalSslSetting:UniversalSslSetting",
+  bucket: "cloudflare:index/r2Bucket:R2Bucket",
 };
 
 let prod: Deployed;
@@ -129,13 +137,28 @@ function sentFiles(d: Deployed): Record<string, { mode: string; owner: string; c
   );
 }
 
+/**
+ * What each stack handed the host files (components/host-files.ts stackHostFiles), by its
+ * config: the backup settings the host's restic gets are among them.
+ */
+const hostInputs = new Map<MailStackConfig, StackHostInputs>();
+
 beforeAll(async () => {
+  // The module's own exports object: MailStack reads stackHostFiles from it at each call.
+  const hostFiles =
+    require("../components/host-files") as typeof import("../components/host-files");
+  const original = hostFiles.stackHostFiles;
+  jest.spyOn(hostFiles, "stackHostFiles").mockImplementation((cfg, inputs) => {
+    hostInputs.set(cfg, inputs);
+    return original(cfg, inputs);
+  });
   await installMocks();
   prod = await deploy("prod", PROD_RAW);
   staging = await deploy("stg", STAGING_RAW);
   narrowed = await deploy("narrow", NARROWED_RAW);
   jump = await deploy("jump", JUMP_RAW);
-});
+  // Four stacks, each hashing its passwords with Argon2id: beyond jest's 5 s on a busy machine.
+}, 30_000);
 
 describe("Hetzner", () => {
   test("the firewall opens exactly the mail ports to all, SSH and exporters to their lists, and ICMP", () => {
@@ -272,6 +295,7 @@ describe("userData", () => {
       dmarcPolicy: "quarantine",
       logRetentionDays: "3",
       volumeSizeGb: "80",
+      backup: JSON.stringify({ schedule: "*-*-* 03:00", keepDaily: 3, bucket: "day2-backups" }),
     });
     // Only the volume's device differs: each mocked volume gets its own id.
     const userData = (d: Deployed) =>
@@ -729,7 +753,7 @@ describe("ACME: the host's DNS credential", () => {
   });
 
   test("the stack's token: DNS on the challenge zone only, from the host's addresses only, with the configured expiry", () => {
-    expect(narrowed.one(T.apiToken).inputs).toEqual({
+    expect(narrowed.one(T.apiToken, "acme-token").inputs).toEqual({
       name: "mailstack prod: ACME DNS-01 for mail.example.org",
       policies: [
         {
@@ -779,11 +803,200 @@ describe("ACME: the host's DNS credential", () => {
   });
 
   test("control: a supplied acmeDnsToken is used as it is, and no token is made", () => {
-    expect(prod.of(T.apiToken)).toEqual([]);
+    expect(resources(T.apiToken, "prod-acme-token")).toEqual([]);
     expect(staging.of(T.apiToken)).toEqual([]);
     expect(sentFiles(prod)["/etc/mailstack/acme-dns.ini"].content).toContain(
       "dns_cloudflare_api_token = cf-dns-token-prod\n",
     );
+  });
+});
+
+describe("backup storage", () => {
+  const ACCOUNT = "fedcba9876543210fedcba9876543210"; // PROD_RAW's cloudflareAccountId
+  const HETZNER = {
+    backupAccessKeyId: "HZACCESSKEY000000001",
+    backupSecretAccessKey: "hetzner-secret-key-for-tests",
+  };
+  /** r2, protect false. */
+  let open: Deployed;
+  /** hetzner at the stack's location (nbg1), and at hel1. */
+  let hetzner: Deployed;
+  let helsinki: Deployed;
+
+  beforeAll(async () => {
+    open = await deploy("open", { ...PROD_RAW, protect: "false" });
+    hetzner = await deploy("hz", {
+      ...PROD_RAW,
+      ...HETZNER,
+      backup: JSON.stringify({ provider: "hetzner", schedule: "*-*-* 02:30", keepMonthly: 24 }),
+    });
+    helsinki = await deploy("hzhel", {
+      ...PROD_RAW,
+      ...HETZNER,
+      backup: JSON.stringify({ provider: "hetzner", location: "hel1" }),
+    });
+  }, 30_000);
+
+  test("R2: one bucket, in the EU jurisdiction, named after the mail host, in the configured account", () => {
+    expect(prod.of(T.bucket).map((r) => [r.name, r.inputs])).toEqual([
+      [
+        "prod-backup-bucket",
+        { accountId: ACCOUNT, name: "mail-example-eu-backup", jurisdiction: "eu" },
+      ],
+    ]);
+  });
+
+  test("prod protects the bucket and keeps it on delete; the password is protected and outlives the bucket", () => {
+    const bucket = prod.opts.get("prod-backup-bucket")!;
+    expect([bucket.protect, bucket.retainOnDelete]).toEqual([true, true]);
+    expect(prod.opts.get("prod-backup-password")!.protect).toBe(true);
+    // The bucket depends on the password, so a destroy deletes the bucket first: when R2
+    // refuses (it still holds snapshots), the run stops with the password still in the state.
+    expect(bucket.dependsOn).toEqual([prod.stack.backup!.passwordResource]);
+  });
+
+  test("control: unprotected, bucket and password can be deleted", () => {
+    const bucket = open.opts.get("open-backup-bucket")!;
+    expect([bucket.protect, bucket.retainOnDelete]).toEqual([false, false]);
+    expect(open.opts.get("open-backup-password")!.protect).toBe(false);
+  });
+
+  test("the token may read and write objects in that one bucket, nothing else, from the host's addresses only", () => {
+    const token = prod.one(T.apiToken, "backup-token");
+    expect(token.inputs).toEqual({
+      name: "mailstack prod: restic backups to R2 bucket mail-example-eu-backup",
+      policies: [
+        {
+          effect: "allow",
+          permissionGroups: [
+            { id: "2efd5506f9c8494dacb1fa10a3e7d5b6" }, // Workers R2 Storage Bucket Item Write
+            { id: "6a018a9f2fc74eb6b293b0c548f38b39" }, // Workers R2 Storage Bucket Item Read
+          ],
+          resources: JSON.stringify({
+            [`com.cloudflare.edge.r2.bucket.${ACCOUNT}_eu_mail-example-eu-backup`]: "*",
+          }),
+        },
+      ],
+      condition: { requestIp: { ins: [`${MOCK_IPV4}/32`, MOCK_IPV6_NETWORK] } },
+    });
+    // The token's value never shows in the state in clear.
+    expect(prod.opts.get("prod-backup-token")!.additionalSecretOutputs).toContain("value");
+    // The only tokens of the stack: the backup's (the ACME token is supplied in prod).
+    expect(prod.of(T.apiToken).map((r) => r.name)).toEqual(["prod-backup-token"]);
+  });
+
+  test("the host gets S3 credentials derived from the token: its ID, and the SHA-256 of its value", async () => {
+    const token = prod.one(T.apiToken, "backup-token");
+    const backup = hostInputs.get(prod.config)!.backup!;
+    expect(backup.accessKeyId).toBe(token.id);
+    expect(backup.secretAccessKey).toBe(
+      createHash("sha256").update(token.state.value).digest("hex"),
+    );
+    expect(backup.secretAccessKey).toMatch(/^[0-9a-f]{64}$/);
+    expect(await pulumi.isSecret(prod.stack.backup!.accessKeyId)).toBe(true);
+    expect(await pulumi.isSecret(prod.stack.backup!.secretAccessKey)).toBe(true);
+  });
+
+  test("the host gets the repository, the password, the schedule and the retention", async () => {
+    const backup = hostInputs.get(prod.config)!.backup!;
+    expect(backup).toEqual({
+      repository:
+        `s3:https://${ACCOUNT}.eu.r2.cloudflarestorage.com/mail-example-eu-backup/` +
+        "mail.example.eu",
+      accessKeyId: expect.any(String),
+      secretAccessKey: expect.any(String),
+      password: await value(prod.stack.backupPassword!),
+      schedule: "daily",
+      keepDaily: 7,
+      keepWeekly: 4,
+      keepMonthly: 12,
+    });
+    // And it reaches the host only through provisioning: the stdin is secret as a whole.
+    secretInput(prod.one(T.command, "provision-install").inputs.stdin);
+  });
+
+  test("the restic password: 32 letters and digits, generated once, secret in every output", async () => {
+    expect(prod.one(T.password, "backup-password").inputs).toEqual({ length: 32, special: false });
+    expect(await pulumi.isSecret(prod.stack.backupPassword!)).toBe(true);
+    expect(await pulumi.isSecret(prod.stack.backup!.password)).toBe(true);
+    const password = await value(prod.stack.backupPassword!);
+    expect(password).toHaveLength(32);
+    expect(password).toBe(prod.one(T.password, "backup-password").state.result);
+  });
+
+  test("outputs: the bucket and the repository, in clear", async () => {
+    expect(await value(prod.stack.backupBucket!)).toBe("mail-example-eu-backup");
+    expect(await pulumi.isSecret(prod.stack.backupBucket!)).toBe(false);
+    expect(prod.stack.backupRepository).toBe(
+      `s3:https://${ACCOUNT}.eu.r2.cloudflarestorage.com/mail-example-eu-backup/mail.example.eu`,
+    );
+  });
+
+  test("hetzner: the endpoint of the stack's location, the keys from the secrets, no bucket or token made", async () => {
+    expect(hetzner.of(T.bucket)).toEqual([]);
+    expect(hetzner.of(T.apiToken)).toEqual([]);
+    const backup = hostInputs.get(hetzner.config)!.backup!;
+    expect(backup).toEqual({
+      repository: "s3:https://nbg1.your-objectstorage.com/mail-example-eu-backup/mail.example.eu",
+      accessKeyId: "HZACCESSKEY000000001",
+      secretAccessKey: "hetzner-secret-key-for-tests",
+      password: await value(hetzner.stack.backupPassword!),
+      schedule: "*-*-* 02:30",
+      keepDaily: 7,
+      keepWeekly: 4,
+      keepMonthly: 24,
+    });
+    expect(await pulumi.isSecret(hetzner.stack.backup!.accessKeyId)).toBe(true);
+    expect(await pulumi.isSecret(hetzner.stack.backup!.secretAccessKey)).toBe(true);
+    expect(await value(hetzner.stack.backupBucket!)).toBe("mail-example-eu-backup");
+    expect(hetzner.opts.get("hz-backup-password")!.protect).toBe(true);
+  });
+
+  test("hetzner: backup.location picks the endpoint; every EU location has its own", async () => {
+    expect(helsinki.stack.backupRepository).toBe(
+      "s3:https://hel1.your-objectstorage.com/mail-example-eu-backup/mail.example.eu",
+    );
+    const { hetznerEndpoint } = await import("../components/backup-storage");
+    expect(["fsn1", "nbg1", "hel1"].map(hetznerEndpoint)).toEqual([
+      "https://fsn1.your-objectstorage.com",
+      "https://nbg1.your-objectstorage.com",
+      "https://hel1.your-objectstorage.com",
+    ]);
+  });
+
+  test("backup.enabled false: no bucket, no token, no password, nothing for the host, no output", () => {
+    expect(staging.config.backup.enabled).toBe(false);
+    expect(staging.of(T.bucket)).toEqual([]);
+    expect(staging.of(T.apiToken)).toEqual([]);
+    expect(staging.of(T.password).map((r) => r.name)).toEqual([
+      "stg-password-test-staging-example-eu",
+      "stg-rspamd-controller",
+    ]);
+    expect(resources("mailstack:index:MailBackup", "stg-")).toEqual([]);
+    expect(staging.stack.backup).toBeUndefined();
+    expect("backup" in hostInputs.get(staging.config)!).toBe(false);
+    expect(staging.stack.backupBucket).toBeUndefined();
+    expect(staging.stack.backupRepository).toBeUndefined();
+    expect(staging.stack.backupPassword).toBeUndefined();
+  });
+
+  test("a MailStack without what its storage needs stops before anything is made, naming the keys", async () => {
+    const { MailStack } = await import("../components/mailstack");
+    const withoutAccount = parseConfig(PROD_RAW);
+    delete withoutAccount.cloudflareAccountId;
+    expect(() => new MailStack("noacct", { config: withoutAccount, acmeDnsToken: "t" })).toThrow(
+      "mailstack:cloudflareAccountId: is required when backup is enabled with backup.provider " +
+        "r2 (the default): the account the R2 bucket is made in",
+    );
+    const hetznerConfig = parseConfig({ ...PROD_RAW, backup: '{"provider":"hetzner"}' });
+    expect(() => new MailStack("nokeys", { config: hetznerConfig, acmeDnsToken: "t" })).toThrow(
+      "mailstack:backupAccessKeyId, mailstack:backupSecretAccessKey: are required when " +
+        "backup.provider is hetzner: an Object Storage credential made in the Hetzner Console " +
+        "(pulumi config set --secret mailstack:backupAccessKeyId ...)",
+    );
+    await settle();
+    expect(resources(T.server, "noacct-")).toEqual([]);
+    expect(resources(T.server, "nokeys-")).toEqual([]);
   });
 });
 
@@ -793,8 +1006,9 @@ describe("outputs", () => {
     const pw = await value(prod.stack.userPasswords);
     expect(Object.keys(pw)).toEqual(["alice@example.eu", "bob@example.eu"]);
     for (const p of Object.values(pw)) expect(p).toHaveLength(24);
-    // One per user, and the Rspamd controller's.
-    expect(prod.of(T.password).map((r) => r.inputs)).toEqual([
+    // One per user, and the Rspamd controller's (besides the backup's: see "backup storage").
+    const passwords = prod.of(T.password).filter((r) => !r.name.startsWith("prod-backup-"));
+    expect(passwords.map((r) => r.inputs)).toEqual([
       { length: 24, special: false },
       { length: 24, special: false },
       { length: 24, special: false },

@@ -213,6 +213,43 @@ describe("each policy", () => {
     expect(check(p, { ...bucket, props: {} })).toEqual([
       "bucket backup has jurisdiction 'default', not 'eu'",
     ]);
+    expect(check(p, { ...bucket, props: { jurisdiction: "EU" } })).toEqual([
+      "bucket backup has jurisdiction 'EU', not 'eu'",
+    ]);
+  });
+
+  test("bucket-eu-jurisdiction: a token reaches R2 buckets in the EU jurisdiction only", () => {
+    const p = policy("bucket-eu-jurisdiction");
+    const account = "fedcba9876543210fedcba9876543210";
+    const token = (resources: unknown) => ({
+      type: "cloudflare:index/apiToken:ApiToken",
+      name: "backup-token",
+      props: {
+        name: "t",
+        policies: [{ effect: "allow", permissionGroups: [{ id: "x" }], resources }],
+      },
+    });
+    const bucket = (j: string) => `com.cloudflare.edge.r2.bucket.${account}_${j}_mail-backup`;
+    expect(check(p, token(JSON.stringify({ [bucket("eu")]: "*" })))).toEqual([]);
+    expect(check(p, token(JSON.stringify({ [bucket("default")]: "*" })))).toEqual([
+      "token backup-token reaches R2 bucket mail-backup in jurisdiction 'default', not 'eu'",
+    ]);
+    // Every bucket of the account, under the account: any jurisdiction.
+    const all = {
+      [`com.cloudflare.api.account.${account}`]: { "com.cloudflare.edge.r2.bucket.*": "*" },
+    };
+    expect(check(p, token(JSON.stringify(all)))).toEqual([
+      "token backup-token reaches R2 bucket * in jurisdiction 'any', not 'eu'",
+    ]);
+    // Control: a DNS token names no bucket at all.
+    const dns = { [`com.cloudflare.api.account.zone.${"0".repeat(32)}`]: "*" };
+    expect(check(p, token(JSON.stringify(dns)))).toEqual([]);
+    // In a preview the resources may not be known yet: judged at the update, not refused now.
+    const proxy = require("@pulumi/policy/proxy");
+    const unknown = proxy.unknownCheckingProxy({
+      policies: [{ effect: "allow", resources: proxy.unknownStringValue }],
+    });
+    expect(check(p, { type: "cloudflare:index/apiToken:ApiToken", props: unknown })).toEqual([]);
   });
 
   test("prod-mail-policies-enforced, relaxed for staging", () => {
@@ -251,6 +288,15 @@ describe("each policy", () => {
       "hcloud:index/volume:Volume mail has no delete protection at Hetzner",
     ]);
     expect(check(p, { ...vol, protect: false, props: {} }, "staging")).toEqual([]);
+    const bucket = {
+      type: "cloudflare:index/r2Bucket:R2Bucket",
+      name: "backup",
+      props: { jurisdiction: "eu" },
+    };
+    expect(check(p, { ...bucket, protect: true })).toEqual([]);
+    expect(check(p, bucket)).toEqual([
+      "cloudflare:index/r2Bucket:R2Bucket backup is not protected (mailstack:protect)",
+    ]);
   });
 
   test("no-private-key-in-plain-properties: a PEM key in a plain property, not in userData", () => {
@@ -509,6 +555,8 @@ describe("the stack as built", () => {
         "hcloud:index/server:Server",
         "cloudflare:index/zoneDnssec:ZoneDnssec",
         "command:remote:Command",
+        "cloudflare:index/r2Bucket:R2Bucket",
+        "cloudflare:index/apiToken:ApiToken",
       ]),
     );
     expect(violations("pprod", "production")).toEqual([]);

@@ -70,6 +70,9 @@ describe("a valid stack", () => {
       "clientSettings",
       "userPasswords",
       "monthlyCostEur",
+      "backupBucket",
+      "backupRepository",
+      "backupPassword",
     ]) {
       expect([key, program[key] !== undefined]).toEqual([key, true]);
     }
@@ -82,6 +85,17 @@ describe("a valid stack", () => {
       "alice@example.eu",
       "bob@example.eu",
     ]);
+  });
+
+  test("the backup's password is a secret output; its bucket and repository are not", async () => {
+    expect(await pulumi.isSecret(program.backupPassword)).toBe(true);
+    expect(await value<string>(program.backupPassword)).toHaveLength(32);
+    expect(await pulumi.isSecret(program.backupBucket)).toBe(false);
+    expect(await value(program.backupBucket)).toBe("mail-example-eu-backup");
+    expect(program.backupRepository).toBe(
+      "s3:https://fedcba9876543210fedcba9876543210.eu.r2.cloudflarestorage.com/" +
+        "mail-example-eu-backup/mail.example.eu",
+    );
   });
 
   test("dnsRecords lists name, type, content and priority only", async () => {
@@ -142,5 +156,48 @@ test("sshProxy from the stack: provisioning goes through the bastion with the ke
     hostKey: BASTION_HOST_KEY.publicOpenssh.trim(),
     dialErrorLimit: 40,
     perDialTimeout: 15,
+  });
+});
+
+describe("backups from the stack", () => {
+  const run = async (raw: Record<string, unknown>, secrets: string[]) => {
+    jest.restoreAllMocks();
+    pulumi.runtime.setAllConfig(
+      Object.fromEntries(Object.entries(raw).map(([k, v]) => [`mailstack:${k}`, String(v)])),
+      ["mailstack:acmeDnsToken", ...secrets.map((k) => `mailstack:${k}`)],
+    );
+    const before = created.length;
+    const program = await loadProgram();
+    await settle();
+    return { program, made: created.slice(before) };
+  };
+
+  test("backup.provider hetzner: the keys are read as secrets and handed to the stack; no bucket is made", async () => {
+    const { program, made } = await run(
+      {
+        ...PROD_RAW,
+        backup: JSON.stringify({ provider: "hetzner", location: "fsn1" }),
+        backupAccessKeyId: "HZACCESSKEY000000001",
+        backupSecretAccessKey: "hetzner-secret-key-for-tests",
+      },
+      ["backupAccessKeyId", "backupSecretAccessKey"],
+    );
+    expect(program.backupRepository).toBe(
+      "s3:https://fsn1.your-objectstorage.com/mail-example-eu-backup/mail.example.eu",
+    );
+    expect(await pulumi.isSecret(program.backupPassword)).toBe(true);
+    expect(made.filter((r) => r.type === "cloudflare:index/r2Bucket:R2Bucket")).toEqual([]);
+  });
+
+  test("backup.enabled false: no backup output at all", async () => {
+    const { program, made } = await run(
+      { ...PROD_RAW, backup: JSON.stringify({ enabled: false }) },
+      [],
+    );
+    expect(program.mailHost).toBe("mail.example.eu");
+    for (const key of ["backupBucket", "backupRepository", "backupPassword"]) {
+      expect([key, program[key]]).toEqual([key, undefined]);
+    }
+    expect(made.filter((r) => r.type.startsWith("cloudflare:index/r2Bucket"))).toEqual([]);
   });
 });

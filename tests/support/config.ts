@@ -7,6 +7,8 @@ export const ADMIN_KEY = DEPLOY_KEY.publicOpenssh.trim() + " alice@laptop";
 export const MINIMAL_RAW: Record<string, unknown> = {
   domain: "example.eu",
   cloudflareZoneId: "0123456789abcdef0123456789abcdef",
+  // Backups are on by default, in an R2 bucket of this account.
+  cloudflareAccountId: "00112233445566778899aabbccddeeff",
   sshPublicKeys: JSON.stringify([ADMIN_KEY]),
   users: JSON.stringify([{ address: "alice@example.eu" }]),
   acmeEmail: "hostmaster@example.eu",
@@ -39,4 +41,6 @@ export const STAGING_RAW: Record<string, unknown> = {
   dmarcPolicy: "quarantine",
   clamav: "false",
   volumeSizeGb: "10",
+  // Throw-away stacks keep no backups (Pulumi.staging.yaml).
+  backup: JSON.stringify({ enabled: false }),
 };

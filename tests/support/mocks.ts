@@ -106,6 +106,8 @@ function outputsFor(
     case "mailstack:index:MailDns":
     case "mailstack:index:Provisioning":
     case "mailstack:index:AcmeToken":
+    case "mailstack:index:MailBackup":
+    case "cloudflare:index/r2Bucket:R2Bucket":
     case "hcloud:index/firewall:Firewall":
     case "hcloud:index/sshKey:SshKey":
     case "hcloud:index/volumeAttachment:VolumeAttachment":
