@@ -65,17 +65,6 @@ export interface BackupSpec {
   keepMonthly: number;
 }
 
-/** Options of parseConfig. */
-export interface ParseOptions {
-  /**
-   * Check what the stack's backup storage needs besides the backup settings: the Cloudflare
-   * account for R2, the Hetzner keys for Hetzner. A stack's run does (readConfig); the lab,
-   * whose hosts back up to its own S3 server, does not. MailStack checks again, so a program
-   * that skips this is stopped there.
-   */
-  backupStorage?: boolean;
-}
-
 /**
  * A bastion that provisioning reaches the host through, for a deployment that runs outside
  * `sshAllowedIps` (a hosted CI runner): docs/gitops.md, "Reaching the host from the pipeline".
@@ -271,7 +260,6 @@ export function readConfig(): MailStackConfig {
   return parseConfig(
     raw,
     set.filter((k) => !(k in CONFIG_KEYS)),
-    { backupStorage: true },
   );
 }
 
@@ -310,7 +298,6 @@ function secretStandIn(key: string, value: string): unknown {
 export function parseConfig(
   raw: Record<string, unknown>,
   unknownKeys: string[] = [],
-  options: ParseOptions = {},
 ): MailStackConfig {
   const problems: string[] = [];
   // Paths refused for a line break: nothing else is reported about them, or under them.
@@ -630,7 +617,7 @@ export function parseConfig(
   }
 
   const backup = backupSpec(values, location, mailHost, fail);
-  backupStorage(values, backup, cloudflareAccountId, options, broken, fail);
+  backupStorage(values, backup, cloudflareAccountId, broken, fail);
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
   const clamav = bool("clamav", true);
@@ -996,13 +983,12 @@ function backupSpec(
 /**
  * What the backup storage needs besides `backup`: R2 the Cloudflare account the bucket is made
  * in, Hetzner the keys made in its Console. Keys for Hetzner with another provider are refused
- * as secrets that nothing uses; the requirements only when `options.backupStorage` asks.
+ * as secrets that nothing uses.
  */
 function backupStorage(
   values: Record<string, unknown>,
   backup: BackupSpec,
   cloudflareAccountId: string | undefined,
-  options: ParseOptions,
   broken: Set<string>,
   fail: Fail,
 ): void {
@@ -1017,7 +1003,7 @@ function backupStorage(
       );
     }
   }
-  if (!options.backupStorage || !backup.enabled) return;
+  if (!backup.enabled) return;
   if (backup.provider === "r2" && cloudflareAccountId === undefined) {
     if (!broken.has("cloudflareAccountId")) {
       fail(

@@ -83,7 +83,7 @@ export function labBackup(h: LabHost, password: string): BackupSettings {
     accessKeyId: ACCESS_KEY,
     secretAccessKey: "unchecked-by-s3rver",
     password,
-    schedule: "daily",
+    schedule: h.config.backup.schedule,
     keepDaily: h.config.backup.keepDaily,
     keepWeekly: h.config.backup.keepWeekly,
     keepMonthly: h.config.backup.keepMonthly,

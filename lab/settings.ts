@@ -48,6 +48,8 @@ function host(name: string, n: number, clamav: boolean): LabHost {
     config: parseConfig({
       domain,
       cloudflareZoneId: "0".repeat(32),
+      // Not used: lab hosts back up to the lab's own S3 server (lab/bucket.ts).
+      cloudflareAccountId: "2".repeat(32),
       // Replaced by the lab admin key at run time; a valid placeholder passes validation.
       sshPublicKeys: [
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs lab",

@@ -8,19 +8,14 @@ import {
   parseConfig,
   readConfig,
   readSecrets,
-  type ParseOptions,
 } from "../components/config";
 import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, STAGING_RAW } from "./support/config";
 import { BASTION_HOST_KEY, DKIM_KEY, JUMP_KEY, TLS_KEY } from "./support/keys";
 
 /** The problems parseConfig reports for a config, or [] when it passes. */
-function problems(
-  raw: Record<string, unknown>,
-  unknown: string[] = [],
-  options: ParseOptions = {},
-): string[] {
+function problems(raw: Record<string, unknown>, unknown: string[] = []): string[] {
   try {
-    parseConfig(raw, unknown, options);
+    parseConfig(raw, unknown);
     return [];
   } catch (e) {
     if (e instanceof ConfigError) return e.problems;
@@ -1135,7 +1130,7 @@ describe("backup: storage, schedule and what the storage needs", () => {
     ...extra,
   });
   /** As a stack's run checks (readConfig): the storage's needs included. */
-  const asStack = (raw: Record<string, unknown>) => problems(raw, [], { backupStorage: true });
+  const asStack = (raw: Record<string, unknown>) => problems(raw);
   const HETZNER_KEYS = {
     backupAccessKeyId: "HETZNERACCESSKEY0001",
     backupSecretAccessKey: "hetzner-secret-key-for-tests",
@@ -1191,16 +1186,16 @@ describe("backup: storage, schedule and what the storage needs", () => {
     ],
     [
       "a location outside the EU",
-      backup({ provider: "hetzner", location: "ash" }),
+      backup({ provider: "hetzner", location: "ash" }, HETZNER_KEYS),
       'mailstack:backup.location: must be one of fsn1, nbg1, hel1; got "ash"',
-      backup({ provider: "hetzner", location: "hel1" }),
+      backup({ provider: "hetzner", location: "hel1" }, HETZNER_KEYS),
     ],
     [
       "a location for R2, which places a bucket by its jurisdiction",
       backup({ location: "nbg1" }),
       "mailstack:backup.location: applies to backup.provider hetzner only: an R2 bucket is " +
         'placed by its jurisdiction (eu); got "nbg1"',
-      backup({ provider: "hetzner", location: "nbg1" }),
+      backup({ provider: "hetzner", location: "nbg1" }, HETZNER_KEYS),
     ],
     [
       "a bucket with upper case and an underscore",
@@ -1291,16 +1286,9 @@ describe("backup: storage, schedule and what the storage needs", () => {
     ).toEqual([`mailstack:backupSecretAccessKey: ${ONE_LINE}; got a secret (not shown)`]);
   });
 
-  test("the lab's hosts, which bring their own S3 server, are not asked for cloud storage", () => {
-    const raw = { ...MINIMAL_RAW };
-    delete raw.cloudflareAccountId;
-    expect(problems(raw)).toEqual([]);
-    expect(parseConfig(raw).backup.enabled).toBe(true);
-  });
-
   test("read with defaults: Hetzner at the stack's location unless set; the bucket from the mail host", () => {
     const read = (raw: Record<string, unknown>) => parseConfig(raw).backup;
-    expect(read(backup({ provider: "hetzner" }, { location: "nbg1" }))).toEqual({
+    expect(read(backup({ provider: "hetzner" }, { location: "nbg1", ...HETZNER_KEYS }))).toEqual({
       enabled: true,
       provider: "hetzner",
       schedule: "daily",
@@ -1310,7 +1298,9 @@ describe("backup: storage, schedule and what the storage needs", () => {
       keepWeekly: 4,
       keepMonthly: 12,
     });
-    expect(read(backup({ provider: "hetzner", location: "hel1" })).location).toBe("hel1");
+    expect(read(backup({ provider: "hetzner", location: "hel1" }, HETZNER_KEYS)).location).toBe(
+      "hel1",
+    );
     expect(
       read(
         backup(
@@ -1417,6 +1407,6 @@ describe("Pulumi.yaml declares the contract", () => {
     expect(raw.sshProxyPrivateKey).toBeUndefined();
     if (raw.sshProxy !== undefined) raw.sshProxyPrivateKey = JUMP_KEY.privateOpenssh;
     // As a stack's run checks it (readConfig): with what its backup storage needs.
-    expect(problems(raw, [], { backupStorage: true })).toEqual([]);
+    expect(problems(raw)).toEqual([]);
   });
 });

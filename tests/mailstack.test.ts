@@ -632,6 +632,8 @@ describe("provisioning", () => {
         "/usr/local/sbin/mailstack-acme-hook",
         // Backups: settings, timers, the backup, restore and alert programs.
         "/etc/mailstack/backup.conf",
+        "/etc/mailstack/backup.env",
+        "/etc/mailstack/backup.password",
         "/etc/systemd/system/mailstack-backup.service",
         "/etc/systemd/system/mailstack-backup.timer",
         "/etc/systemd/system/mailstack-backup-check.service",
@@ -666,6 +668,13 @@ describe("provisioning", () => {
       expect(await argon2Verify({ password, hash })).toBe(true);
       expect(await argon2Verify({ password: `${password}x`, hash })).toBe(false);
     }
+    // The host's restic opens the repository with the password the stack exports.
+    expect(files["/etc/mailstack/backup.password"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      content: `${await value(prod.stack.backupPassword!)}\n`,
+    });
     expect(files["/etc/mailstack/rspamd-controller.password"]).toEqual({
       mode: "0600",
       owner: "root",
@@ -988,7 +997,13 @@ describe("backup storage", () => {
       "mailstack:cloudflareAccountId: is required when backup is enabled with backup.provider " +
         "r2 (the default): the account the R2 bucket is made in",
     );
-    const hetznerConfig = parseConfig({ ...PROD_RAW, backup: '{"provider":"hetzner"}' });
+    // The config names the keys as set; the program passes no secrets for them.
+    const hetznerConfig = parseConfig({
+      ...PROD_RAW,
+      backup: '{"provider":"hetzner"}',
+      backupAccessKeyId: "set",
+      backupSecretAccessKey: "set",
+    });
     expect(() => new MailStack("nokeys", { config: hetznerConfig, acmeDnsToken: "t" })).toThrow(
       "mailstack:backupAccessKeyId, mailstack:backupSecretAccessKey: are required when " +
         "backup.provider is hetzner: an Object Storage credential made in the Hetzner Console " +

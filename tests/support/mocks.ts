@@ -124,7 +124,12 @@ export async function installMocks(stack = "prod"): Promise<void> {
   await pulumi.runtime.setMocks(
     {
       newResource(args: pulumi.runtime.MockResourceArgs) {
-        const id = String(nextId++);
+        // A token's ID is the S3 access key the host's restic uses: stable from one evaluation
+        // to the next, as the provider's state keeps it.
+        const id =
+          args.type === "cloudflare:index/apiToken:ApiToken"
+            ? `token-${args.name}`
+            : String(nextId++);
         const state = outputsFor(args.type, args.name, args.inputs, id);
         created.push({ type: args.type, name: args.name, inputs: args.inputs, state, id });
         return { id, state };
