@@ -150,7 +150,8 @@ export class MailStack extends pulumi.ComponentResource {
       );
     }
 
-    this.keys = new MailKeys(`${name}-keys`, parent);
+    // The mail encryption key is protected with the volume whose mail it unlocks.
+    this.keys = new MailKeys(`${name}-keys`, { protect: cfg.protect }, parent);
 
     this.server = new MailServer(
       `${name}-host`,

@@ -91,6 +91,7 @@ const T = {
   password: "random:index/randomPassword:RandomPassword",
   universalSsl: "cloudflare:index/universalSslSetting:UniversalSslSetting",
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
+  key: "tls:index/privateKey:PrivateKey",
 };
 
 let prod: Deployed;
@@ -279,6 +280,45 @@ describe("Hetzner", () => {
     expect(prod.opts.get(prod.one(T.server).name)?.ignoreChanges).toEqual(["sshKeys"]);
     const userData = secretInput(prod.one(T.server).inputs.userData);
     expect(userData).toContain(DEPLOY_KEY.publicOpenssh.trim());
+  });
+});
+
+describe("the mail encryption key (mail_crypt)", () => {
+  // Mail stored under a key is readable with that key alone: a replaced key would leave every
+  // message on the volume unreadable, so nothing but its own (constant) inputs may touch it.
+  test("is ECDSA P-256 with no input from the config: no setting can replace it", async () => {
+    const changed = await deploy("rekey", {
+      ...PROD_RAW,
+      hostname: "mx",
+      location: "hel1",
+      serverType: "cx33",
+      users: JSON.stringify([{ address: "carol@example.eu", quotaMb: 100 }]),
+      aliases: undefined,
+      clamav: "false",
+      dkimSelector: "s2",
+      volumeSizeGb: "80",
+      protect: "false",
+    });
+    for (const d of [prod, staging, narrowed, jump, changed]) {
+      const key = d.one(T.key, "keys-mail-crypt");
+      expect([key.name, key.inputs]).toEqual([
+        key.name,
+        { algorithm: "ECDSA", ecdsaCurve: "P256" },
+      ]);
+    }
+  });
+
+  test("is protected in prod, with the volume whose mail it unlocks; staging protects neither", () => {
+    const key = (d: Deployed) => d.opts.get(d.one(T.key, "keys-mail-crypt").name)?.protect ?? false;
+    expect([key(prod), prod.opts.get(prod.one(T.volume).name)?.protect]).toEqual([true, true]);
+    expect(key(staging)).toBe(false);
+    // The other keys can be made again without losing anything stored: not protected.
+    for (const suffix of ["keys-dkim", "keys-tls", "keys-ssh-host", "keys-deploy"]) {
+      expect([suffix, prod.opts.get(prod.one(T.key, suffix).name)?.protect ?? false]).toEqual([
+        suffix,
+        false,
+      ]);
+    }
   });
 });
 
