@@ -3,7 +3,7 @@ import { knotConfig, zoneLine, zones } from "../lab/dns";
 import { imageKey, imagePackages, releaseOf } from "../lab/image";
 import { HOSTS, REVERSE_ZONE4, REVERSE_ZONE6 } from "../lab/settings";
 import { hostPackages } from "../cloud-init/packages";
-import { DKIM_KEY, TLS_KEY, DEPLOY_KEY, SSH_HOST_KEY } from "./support/keys";
+import { DKIM_KEY, TLS_KEY, DEPLOY_KEY, MAIL_CRYPT_KEY, SSH_HOST_KEY } from "./support/keys";
 import type { LabKeys } from "../lab/keys";
 
 const KEYS: LabKeys = {
@@ -12,6 +12,7 @@ const KEYS: LabKeys = {
   admin: DEPLOY_KEY,
   dkim: { privatePem: DKIM_KEY.privatePem, publicPem: DKIM_KEY.publicPem },
   tls: { privatePem: TLS_KEY.privatePem, publicPem: TLS_KEY.publicPem },
+  mailCrypt: { privatePem: MAIL_CRYPT_KEY.privatePem, publicPem: MAIL_CRYPT_KEY.publicPem },
 };
 
 describe("zone files", () => {

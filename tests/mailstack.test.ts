@@ -15,6 +15,7 @@ import {
   DEPLOY_KEY,
   DKIM_KEY,
   JUMP_KEY,
+  MAIL_CRYPT_KEY,
   SSH_HOST_KEY,
   TLS_KEY,
 } from "./support/keys";
@@ -319,6 +320,24 @@ describe("the mail encryption key (mail_crypt)", () => {
         false,
       ]);
     }
+  });
+
+  test("reaches the host as PKCS#8 beside its public key, root's alone, by the secret provisioning input", () => {
+    const files = sentFiles(prod);
+    expect(files["/etc/dovecot/mail-crypt/private.pem"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      content: MAIL_CRYPT_KEY.privatePem,
+    });
+    expect(files["/etc/dovecot/mail-crypt/public.pem"]).toEqual({
+      mode: "0644",
+      owner: "root",
+      content: MAIL_CRYPT_KEY.publicPem,
+    });
+    // Not the SEC1 privateKeyPem the provider also offers: Dovecot cannot parse that one.
+    expect(MAIL_CRYPT_KEY.sec1Pem).toMatch(/^-----BEGIN EC PRIVATE KEY-----/);
+    const userData = secretInput(prod.one(T.server).inputs.userData);
+    expect(userData).not.toContain(MAIL_CRYPT_KEY.privatePem.split("\n")[1]);
   });
 });
 
@@ -664,6 +683,8 @@ describe("provisioning", () => {
         "/etc/mailstack/acme.conf",
         "/etc/mailstack/dkim/mail.key",
         "/etc/mailstack/tls/mail.key",
+        "/etc/dovecot/mail-crypt/private.pem",
+        "/etc/dovecot/mail-crypt/public.pem",
         "/etc/nftables.conf",
         "/etc/systemd/system/mailstack-cert.service",
         "/etc/systemd/system/mailstack-cert.timer",
