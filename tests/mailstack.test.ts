@@ -9,6 +9,7 @@ import { buildMailRecords } from "../components/records";
 import { argon2Verify } from "hash-wasm";
 import { treePaths } from "../components/host-config";
 import { PROVISION_SCRIPT, type StackHostInputs } from "../components/host-files";
+import { guardedChanges } from "../scripts/replacements";
 import { ADMIN_KEY, PROD_RAW, STAGING_RAW } from "./support/config";
 import {
   BASTION_HOST_KEY,
@@ -306,6 +307,16 @@ describe("the mail encryption key (mail_crypt)", () => {
         key.name,
         { algorithm: "ECDSA", ecdsaCurve: "P256" },
       ]);
+    }
+  });
+
+  test("the deploy's replacement check knows it by its URN, and no other key", async () => {
+    const keys = prod.stack.keys;
+    const deleted = async (k: { urn: pulumi.Output<string> }) =>
+      guardedChanges({ steps: [{ op: "delete", urn: await value(k.urn) }] }).length;
+    expect(await deleted(keys.mailCrypt)).toBe(1);
+    for (const k of [keys.dkim, keys.tls, keys.sshHost, keys.deploy]) {
+      expect(await deleted(k)).toBe(0);
     }
   });
 
