@@ -1,5 +1,6 @@
 // Pure: the files that provisioning installs on a running host, the bundle they travel in
 // and the command that installs them. Pulumi's remote command and the lab send exactly this.
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostPackages } from "../cloud-init/packages";
@@ -32,6 +33,43 @@ export const KEY_DIR = "/etc/mailstack";
 
 export const dkimKeyPath = (selector: string) => `${KEY_DIR}/dkim/${selector}.key`;
 export const TLS_KEY_PATH = `${KEY_DIR}/tls/mail.key`;
+
+/**
+ * Dovecot's mail_crypt global key pair (dovecot.conf names these paths). Under /etc/dovecot,
+ * so provisioning restarts Dovecot when they change; on the root disk, never on the volume
+ * whose mail they unlock.
+ */
+export const MAIL_CRYPT_DIR = "/etc/dovecot/mail-crypt";
+export const MAIL_CRYPT_PRIVATE_KEY_PATH = `${MAIL_CRYPT_DIR}/private.pem`;
+export const MAIL_CRYPT_PUBLIC_KEY_PATH = `${MAIL_CRYPT_DIR}/public.pem`;
+
+/** A mail_crypt key pair as PEM: the private half PKCS#8, the public half SPKI. */
+export interface MailCryptKey {
+  privateKeyPem: string;
+  publicKeyPem: string;
+}
+
+/**
+ * Refuses a mail_crypt key Dovecot could not read the mail back with (both seen on 2.4.1):
+ * - a private key in SEC1 ("EC PRIVATE KEY"): "Couldn't parse private key ...: Unknown key
+ *   format", and LMTP and IMAP stop for every user;
+ * - a public key of another pair: Dovecot encrypts with the public key alone, so mail is
+ *   accepted and written to a key nobody holds ("Private key not available" on every read).
+ */
+export function checkMailCryptKey(key: MailCryptKey): void {
+  const what = "the mail_crypt key";
+  if (!/^-----BEGIN PRIVATE KEY-----\n/.test(key.privateKeyPem)) {
+    throw new Error(
+      `${what}: the private key must be PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----", @pulumi/tls ` +
+        `privateKeyPemPkcs8); got "${key.privateKeyPem.split("\n")[0]}"`,
+    );
+  }
+  const der = (k: KeyObject) => k.export({ type: "spki", format: "der" });
+  const own = der(createPublicKey(createPrivateKey(key.privateKeyPem)));
+  if (!own.equals(der(createPublicKey(key.publicKeyPem)))) {
+    throw new Error(`${what}: the public key is not the private key's own`);
+  }
+}
 
 /**
  * How the host writes its ACME DNS-01 challenge: through Cloudflare's API into one zone, or
@@ -86,6 +124,8 @@ export interface HostFileSettings {
   dkimSelector: string;
   dkimPrivateKeyPem: string;
   tlsPrivateKeyPem: string;
+  /** Dovecot's mail_crypt global key pair: mail on the volume is encrypted to it. */
+  mailCrypt: MailCryptKey;
   /** The mail host name, the certificate's only name. */
   fqdn: string;
   acme: AcmeSettings;
@@ -118,6 +158,7 @@ const script = (name: string) =>
 
 /** Settings and secrets that may change on a running host, as files. */
 export function hostFiles(s: HostFileSettings): HostFile[] {
+  checkMailCryptKey(s.mailCrypt);
   const lines = (items: string[]) => items.map((l) => `${l.trim()}\n`).join("");
   return [
     {
@@ -168,6 +209,23 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       owner: "root",
       group: "root",
       content: s.tlsPrivateKeyPem,
+    },
+    {
+      // Dovecot's config process reads it as root at start and hands the key to the mail
+      // processes (checked on 2.4.1: LMTP and IMAP, running as vmail, decrypt with this file
+      // root's 0600): nobody else reads it.
+      path: MAIL_CRYPT_PRIVATE_KEY_PATH,
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      content: s.mailCrypt.privateKeyPem,
+    },
+    {
+      path: MAIL_CRYPT_PUBLIC_KEY_PATH,
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: s.mailCrypt.publicKeyPem,
     },
     {
       path: `${KEY_DIR}/acme.conf`,
@@ -309,6 +367,11 @@ export function backupFiles(backup: BackupSettings | undefined): HostFile[] {
 export interface StackHostInputs {
   dkimPrivateKeyPem: string;
   tlsPrivateKeyPem: string;
+  /**
+   * Dovecot's mail_crypt global key (MailKeys.mailCrypt): the private half as PKCS#8
+   * (`privateKeyPemPkcs8`), the public half as `publicKeyPem`.
+   */
+  mailCrypt: MailCryptKey;
   /** The addresses that carry the PTR. */
   ipv4: string;
   ipv6: string;
@@ -339,6 +402,7 @@ export async function stackHostFiles(
     dkimSelector: cfg.dkimSelector,
     dkimPrivateKeyPem: inputs.dkimPrivateKeyPem,
     tlsPrivateKeyPem: inputs.tlsPrivateKeyPem,
+    mailCrypt: inputs.mailCrypt,
   });
   const config = configFiles({
     mailHost: cfg.mailHost,

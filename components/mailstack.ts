@@ -150,7 +150,8 @@ export class MailStack extends pulumi.ComponentResource {
       );
     }
 
-    this.keys = new MailKeys(`${name}-keys`, parent);
+    // The mail encryption key is protected with the volume whose mail it unlocks.
+    this.keys = new MailKeys(`${name}-keys`, { protect: cfg.protect }, parent);
 
     this.server = new MailServer(
       `${name}-host`,
@@ -275,7 +276,13 @@ export class MailStack extends pulumi.ComponentResource {
       .all(passwords.map(([, pw]) => pw))
       .apply((pws) => Object.fromEntries(passwords.map(([address], i) => [address, pws[i]])));
 
-    const keys = pulumi.all([this.keys.dkim.privateKeyPem, this.keys.tls.privateKeyPem]);
+    const keys = pulumi.all([
+      this.keys.dkim.privateKeyPem,
+      this.keys.tls.privateKeyPem,
+      // Dovecot reads the mail_crypt key as PKCS#8 only.
+      this.keys.mailCrypt.privateKeyPemPkcs8,
+      this.keys.mailCrypt.publicKeyPem,
+    ]);
     const secrets = pulumi.all([
       passwordMap,
       rspamdPassword,
@@ -287,7 +294,7 @@ export class MailStack extends pulumi.ComponentResource {
       .all([keys, secrets, this.server.ipv4, this.server.ipv6])
       .apply(
         ([
-          [dkimPrivateKeyPem, tlsPrivateKeyPem],
+          [dkimPrivateKeyPem, tlsPrivateKeyPem, mailCryptPrivateKeyPem, mailCryptPublicKeyPem],
           [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword, backup],
           ipv4,
           ipv6,
@@ -295,6 +302,10 @@ export class MailStack extends pulumi.ComponentResource {
           stackHostFiles(cfg, {
             dkimPrivateKeyPem,
             tlsPrivateKeyPem,
+            mailCrypt: {
+              privateKeyPem: mailCryptPrivateKeyPem,
+              publicKeyPem: mailCryptPublicKeyPem,
+            },
             ipv4,
             ipv6,
             passwords,

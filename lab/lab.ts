@@ -114,6 +114,7 @@ export async function labHostFilesOf(h: LabHost): Promise<HostFile[]> {
   return stackHostFiles(hostConfig(h, keys), {
     dkimPrivateKeyPem: keys.dkim.privatePem,
     tlsPrivateKeyPem: keys.tls.privatePem,
+    mailCrypt: { privateKeyPem: keys.mailCrypt.privatePem, publicKeyPem: keys.mailCrypt.publicPem },
     ipv4: h.ipv4,
     ipv6: h.ipv6,
     passwords: passwords(h),

@@ -21,6 +21,20 @@ const GUARDED: Record<string, string> = {
 };
 
 /**
+ * The mail encryption key (MailKeys.mailCrypt): mail stored since mail_crypt was turned on is
+ * readable with it alone. One resource of a type other keys share, so it is known by its name.
+ */
+const KEY = "tls:index/privateKey:PrivateKey";
+const MAIL_CRYPT_KEY = "the mail encryption key";
+const isMailCryptKey = (type: string, urn: string) =>
+  type === KEY && /-keys-mail-crypt$/.test(urn.split("::").pop() ?? "");
+
+/** What a guarded resource holds, as the verdict names it; undefined when it is not guarded. */
+function guarded(type: string, urn: string): string | undefined {
+  return GUARDED[type] ?? (isMailCryptKey(type, urn) ? MAIL_CRYPT_KEY : undefined);
+}
+
+/**
  * Steps that take a resource away. A replacement shows as `replace`, `create-replacement`
  * and `delete-replaced` (the server is replaced delete-first); a renamed resource shows as
  * `create` of the new name and `delete` of the old, which takes the server away as surely.
@@ -72,7 +86,7 @@ export function guardedChanges(preview: unknown): Finding[] {
     if (!isObject(step) || typeof step.op !== "string" || typeof step.urn !== "string") continue;
     const op = REPLACING.includes(step.op) ? "replace" : DELETING.includes(step.op) ? "delete" : "";
     const type = typeOf(step);
-    if (!op || !(type in GUARDED)) continue;
+    if (!op || guarded(type, step.urn) === undefined) continue;
     const reasons = Array.isArray(step.replaceReasons) ? step.replaceReasons.map(String) : [];
     const seen = found.get(step.urn);
     if (seen) {
@@ -85,7 +99,7 @@ export function guardedChanges(preview: unknown): Finding[] {
 
 function line(f: Finding): string {
   const why = f.reasons.length > 0 ? ` (${f.reasons.join(", ")})` : "";
-  return `  ${f.op} ${GUARDED[f.type]}: ${f.urn}${why}`;
+  return `  ${f.op} ${guarded(f.type, f.urn)}: ${f.urn}${why}`;
 }
 
 /**
@@ -102,7 +116,12 @@ export function checkReplacements(preview: unknown, allow: string | undefined): 
     };
   }
   if (findings.length === 0) {
-    return { ok: true, lines: ["no replacement of the server, the volume or the Primary IPs"] };
+    return {
+      ok: true,
+      lines: [
+        "no replacement of the server, the volume, the Primary IPs or the mail encryption key",
+      ],
+    };
   }
   const server = findings.filter((f) => f.type === SERVER);
   const kept = findings.filter((f) => f.type !== SERVER);
@@ -114,6 +133,13 @@ export function checkReplacements(preview: unknown, allow: string | undefined): 
         "DNS; mailstack:protect should stop this too. Find what changes them (the reasons in " +
         "parentheses) and change it back: moving them is done by hand, never by the pipeline.",
     );
+    if (kept.some((f) => isMailCryptKey(f.type, f.urn))) {
+      lines.push(
+        "The mail encryption key is the only key to the mail stored encrypted on the volume: " +
+          "a new one leaves that mail unreadable. No setting changes it; a renamed stack or " +
+          "MailKeys component does: keep the old name (an alias) instead.",
+      );
+    }
   }
   if (server.length > 0 && allow === "server") {
     lines.push(

@@ -6,7 +6,7 @@ import { parse } from "yaml";
 import { inboundRules } from "../components/firewall";
 import { hostFiles, LETS_ENCRYPT } from "../components/host-files";
 import { renderCloudInit, renderNftables, type HostSpec } from "../cloud-init/render";
-import { DEPLOY_KEY, SSH_HOST_KEY } from "./support/keys";
+import { DEPLOY_KEY, MAIL_CRYPT_KEY, SSH_HOST_KEY } from "./support/keys";
 
 const PROD: HostSpec = {
   hostname: "mail",
@@ -186,6 +186,10 @@ describe("userData", () => {
       dkimSelector: "mail",
       dkimPrivateKeyPem: "dkim",
       tlsPrivateKeyPem: "tls",
+      mailCrypt: {
+        privateKeyPem: MAIL_CRYPT_KEY.privatePem,
+        publicKeyPem: MAIL_CRYPT_KEY.publicPem,
+      },
       fqdn: PROD.fqdn,
       acme: {
         directory: LETS_ENCRYPT,

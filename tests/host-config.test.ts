@@ -13,6 +13,7 @@ import {
   treePaths,
   type HostSlots,
 } from "../components/host-config";
+import { MAIL_CRYPT_PRIVATE_KEY_PATH, MAIL_CRYPT_PUBLIC_KEY_PATH } from "../components/host-files";
 import { MINIMAL_RAW } from "./support/config";
 
 const SLOTS: HostSlots = {
@@ -86,6 +87,27 @@ describe("configuration tree", () => {
       )!.content,
     ).toContain("enabled = false;");
     expect(files["/etc/dovecot/dovecot.conf"]).toMatchObject({ owner: "root", mode: "0644" });
+  });
+
+  test("Dovecot encrypts mail at rest with the key files provisioning installs", () => {
+    const conf = configFiles(SLOTS).find((f) => f.path === "/etc/dovecot/dovecot.conf")!.content;
+    const settings = conf.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#"));
+    // Loaded for every mail process: LMTP delivery, IMAP APPEND, doveadm.
+    const plugins = /^mail_plugins \{\n([^}]*)\}/m.exec(conf)?.[1] ?? "";
+    expect(plugins.split("\n").map((l) => l.trim())).toContain("mail_crypt = yes");
+    // The 2.4 names (2.3's plugin { mail_crypt_global_* } are gone), checked with doveconf -n
+    // on Debian 13's 2.4.1.
+    for (const line of [
+      `crypt_global_public_key_file = ${MAIL_CRYPT_PUBLIC_KEY_PATH}`,
+      "crypt_global_private_key main {",
+      `  crypt_private_key_file = ${MAIL_CRYPT_PRIVATE_KEY_PATH}`,
+      "crypt_write_algorithm = aes-256-gcm-sha256",
+      "mail_never_cache_fields = body.snippet",
+    ]) {
+      expect(settings).toContain(line);
+    }
+    // Global keys only: a user key curve would switch to folder keys.
+    expect(conf).not.toMatch(/^\s*crypt_user_key_curve/m);
   });
 });
 

@@ -5,6 +5,7 @@ import { FIRST_BOOT_SSHD_CONF } from "../cloud-init/render";
 import { inboundRules } from "../components/firewall";
 import {
   backupFiles,
+  checkMailCryptKey,
   BACKUP_PASSWORD_PATH,
   type BackupSettings,
   type HostFile,
@@ -16,6 +17,7 @@ import {
   provisionInput,
   PROVISION_SCRIPT,
 } from "../components/host-files";
+import { MAIL_CRYPT_KEY, TLS_KEY } from "./support/keys";
 
 describe("host files: what may change on a running host", () => {
   const SETTINGS: HostFileSettings = {
@@ -25,6 +27,7 @@ describe("host files: what may change on a running host", () => {
     dkimSelector: "mail",
     dkimPrivateKeyPem: "dkim",
     tlsPrivateKeyPem: "tls",
+    mailCrypt: { privateKeyPem: MAIL_CRYPT_KEY.privatePem, publicKeyPem: MAIL_CRYPT_KEY.publicPem },
     fqdn: "mail.example.eu",
     acme: {
       directory: LETS_ENCRYPT,
@@ -67,6 +70,47 @@ describe("host files: what may change on a running host", () => {
     }
     // sshd adds these lines up: the first boot's file alone names the accounts and the key.
     expect(sshd).not.toMatch(/^(AllowUsers|HostKey)/m);
+  });
+
+  test("the mail_crypt key pair: the private half root's alone, both under /etc/dovecot, off the volume", () => {
+    const files = hostFiles(SETTINGS).filter((f) => f.path.startsWith("/etc/dovecot/mail-crypt/"));
+    expect(files).toEqual([
+      {
+        path: "/etc/dovecot/mail-crypt/private.pem",
+        mode: "0600",
+        owner: "root",
+        group: "root",
+        content: MAIL_CRYPT_KEY.privatePem,
+      },
+      {
+        path: "/etc/dovecot/mail-crypt/public.pem",
+        mode: "0644",
+        owner: "root",
+        group: "root",
+        content: MAIL_CRYPT_KEY.publicPem,
+      },
+    ]);
+    expect(MAIL_CRYPT_KEY.privatePem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+  });
+
+  test("a mail_crypt key Dovecot could not read mail back with stops the run, naming why", () => {
+    const pair = {
+      privateKeyPem: MAIL_CRYPT_KEY.privatePem,
+      publicKeyPem: MAIL_CRYPT_KEY.publicPem,
+    };
+    // The control: the PKCS#8 pair passes.
+    expect(() => checkMailCryptKey(pair)).not.toThrow();
+    // The same key in SEC1, @pulumi/tls privateKeyPem: Dovecot 2.4.1 cannot parse it.
+    expect(() =>
+      hostFiles({ ...SETTINGS, mailCrypt: { ...pair, privateKeyPem: MAIL_CRYPT_KEY.sec1Pem } }),
+    ).toThrow(
+      'the mail_crypt key: the private key must be PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----", ' +
+        '@pulumi/tls privateKeyPemPkcs8); got "-----BEGIN EC PRIVATE KEY-----"',
+    );
+    // Another pair's public key: mail would be written to a key nobody holds.
+    expect(() =>
+      hostFiles({ ...SETTINGS, mailCrypt: { ...pair, publicKeyPem: TLS_KEY.publicPem } }),
+    ).toThrow("the mail_crypt key: the public key is not the private key's own");
   });
 });
 

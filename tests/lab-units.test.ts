@@ -1,10 +1,15 @@
-// The lab's pure parts, without VMs: what it serves in DNS and how it keys its image cache.
+// The lab's pure parts, without VMs: what it serves in DNS, how it keys its image cache, and
+// how the suite scans a raw image.
 import { knotConfig, zoneLine, zones } from "../lab/dns";
 import { imageKey, imagePackages, releaseOf } from "../lab/image";
 import { HOSTS, REVERSE_ZONE4, REVERSE_ZONE6 } from "../lab/settings";
 import { hostPackages } from "../cloud-init/packages";
-import { DKIM_KEY, TLS_KEY, DEPLOY_KEY, SSH_HOST_KEY } from "./support/keys";
+import { DKIM_KEY, TLS_KEY, DEPLOY_KEY, MAIL_CRYPT_KEY, SSH_HOST_KEY } from "./support/keys";
 import type { LabKeys } from "../lab/keys";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileContains, imageContains } from "./lab/scan";
 
 const KEYS: LabKeys = {
   sshHost: SSH_HOST_KEY,
@@ -12,6 +17,7 @@ const KEYS: LabKeys = {
   admin: DEPLOY_KEY,
   dkim: { privatePem: DKIM_KEY.privatePem, publicPem: DKIM_KEY.publicPem },
   tls: { privatePem: TLS_KEY.privatePem, publicPem: TLS_KEY.publicPem },
+  mailCrypt: { privatePem: MAIL_CRYPT_KEY.privatePem, publicPem: MAIL_CRYPT_KEY.publicPem },
 };
 
 describe("zone files", () => {
@@ -139,5 +145,42 @@ describe("image cache", () => {
     expect(imageKey("bookworm", false)).not.toBe(
       imageKey("trixie", false).replace("trixie", "bookworm"),
     );
+  });
+});
+
+describe("the scan for a token in a raw image", () => {
+  const dir = mkdtempSync(join(tmpdir(), "scan-"));
+  // A sparse file bigger than several chunks, with text at chosen offsets, as a volume image.
+  const image = join(dir, "volume.raw");
+  const chunk = 64 * 1024;
+  const fd = openSync(image, "w");
+  const put = (offset: number, text: string) =>
+    writeSync(fd, Buffer.from(text), 0, text.length, offset);
+  put(chunk - 5, "straddles-the-boundary"); // split across the first two chunks
+  put(3 * chunk + 100, "deep-inside");
+  put(5 * chunk - 4, "last"); // the file's final bytes
+  closeSync(fd);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("finds tokens anywhere, across chunk boundaries, in one pass", async () => {
+    const found = await fileContains(
+      image,
+      ["straddles-the-boundary", "deep-inside", "last", "absent"],
+      chunk,
+    );
+    expect([...found].sort()).toEqual(["deep-inside", "last", "straddles-the-boundary"]);
+    expect(await imageContains(image, "straddles-the-boundary")).toBe(true);
+    // The control: a token that is not there is not found, whatever the chunk size.
+    expect(await imageContains(image, "at-rest-absent")).toBe(false);
+    for (const size of [7, 4096, chunk, 10 * chunk]) {
+      expect([size, [...(await fileContains(image, ["straddles-the-boundary"], size))]]).toEqual([
+        size,
+        ["straddles-the-boundary"],
+      ]);
+    }
+  });
+
+  test("refuses an empty token, which would be found everywhere", async () => {
+    await expect(fileContains(image, [""])).rejects.toThrow("empty token");
   });
 });

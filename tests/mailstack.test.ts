@@ -9,12 +9,14 @@ import { buildMailRecords } from "../components/records";
 import { argon2Verify } from "hash-wasm";
 import { treePaths } from "../components/host-config";
 import { PROVISION_SCRIPT, type StackHostInputs } from "../components/host-files";
+import { guardedChanges } from "../scripts/replacements";
 import { ADMIN_KEY, PROD_RAW, STAGING_RAW } from "./support/config";
 import {
   BASTION_HOST_KEY,
   DEPLOY_KEY,
   DKIM_KEY,
   JUMP_KEY,
+  MAIL_CRYPT_KEY,
   SSH_HOST_KEY,
   TLS_KEY,
 } from "./support/keys";
@@ -91,6 +93,7 @@ const T = {
   password: "random:index/randomPassword:RandomPassword",
   universalSsl: "cloudflare:index/universalSslSetting:UniversalSslSetting",
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
+  key: "tls:index/privateKey:PrivateKey",
 };
 
 let prod: Deployed;
@@ -279,6 +282,73 @@ describe("Hetzner", () => {
     expect(prod.opts.get(prod.one(T.server).name)?.ignoreChanges).toEqual(["sshKeys"]);
     const userData = secretInput(prod.one(T.server).inputs.userData);
     expect(userData).toContain(DEPLOY_KEY.publicOpenssh.trim());
+  });
+});
+
+describe("the mail encryption key (mail_crypt)", () => {
+  // Mail stored under a key is readable with that key alone: a replaced key would leave every
+  // message on the volume unreadable, so nothing but its own (constant) inputs may touch it.
+  test("is ECDSA P-256 with no input from the config: no setting can replace it", async () => {
+    const changed = await deploy("rekey", {
+      ...PROD_RAW,
+      hostname: "mx",
+      location: "hel1",
+      serverType: "cx33",
+      users: JSON.stringify([{ address: "carol@example.eu", quotaMb: 100 }]),
+      aliases: undefined,
+      clamav: "false",
+      dkimSelector: "s2",
+      volumeSizeGb: "80",
+      protect: "false",
+    });
+    for (const d of [prod, staging, narrowed, jump, changed]) {
+      const key = d.one(T.key, "keys-mail-crypt");
+      expect([key.name, key.inputs]).toEqual([
+        key.name,
+        { algorithm: "ECDSA", ecdsaCurve: "P256" },
+      ]);
+    }
+  });
+
+  test("the deploy's replacement check knows it by its URN, and no other key", async () => {
+    const keys = prod.stack.keys;
+    const deleted = async (k: { urn: pulumi.Output<string> }) =>
+      guardedChanges({ steps: [{ op: "delete", urn: await value(k.urn) }] }).length;
+    expect(await deleted(keys.mailCrypt)).toBe(1);
+    for (const k of [keys.dkim, keys.tls, keys.sshHost, keys.deploy]) {
+      expect(await deleted(k)).toBe(0);
+    }
+  });
+
+  test("is protected in prod, with the volume whose mail it unlocks; staging protects neither", () => {
+    const key = (d: Deployed) => d.opts.get(d.one(T.key, "keys-mail-crypt").name)?.protect ?? false;
+    expect([key(prod), prod.opts.get(prod.one(T.volume).name)?.protect]).toEqual([true, true]);
+    expect(key(staging)).toBe(false);
+    // The other keys can be made again without losing anything stored: not protected.
+    for (const suffix of ["keys-dkim", "keys-tls", "keys-ssh-host", "keys-deploy"]) {
+      expect([suffix, prod.opts.get(prod.one(T.key, suffix).name)?.protect ?? false]).toEqual([
+        suffix,
+        false,
+      ]);
+    }
+  });
+
+  test("reaches the host as PKCS#8 beside its public key, root's alone, by the secret provisioning input", () => {
+    const files = sentFiles(prod);
+    expect(files["/etc/dovecot/mail-crypt/private.pem"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      content: MAIL_CRYPT_KEY.privatePem,
+    });
+    expect(files["/etc/dovecot/mail-crypt/public.pem"]).toEqual({
+      mode: "0644",
+      owner: "root",
+      content: MAIL_CRYPT_KEY.publicPem,
+    });
+    // Not the SEC1 privateKeyPem the provider also offers: Dovecot cannot parse that one.
+    expect(MAIL_CRYPT_KEY.sec1Pem).toMatch(/^-----BEGIN EC PRIVATE KEY-----/);
+    const userData = secretInput(prod.one(T.server).inputs.userData);
+    expect(userData).not.toContain(MAIL_CRYPT_KEY.privatePem.split("\n")[1]);
   });
 });
 
@@ -624,6 +694,8 @@ describe("provisioning", () => {
         "/etc/mailstack/acme.conf",
         "/etc/mailstack/dkim/mail.key",
         "/etc/mailstack/tls/mail.key",
+        "/etc/dovecot/mail-crypt/private.pem",
+        "/etc/dovecot/mail-crypt/public.pem",
         "/etc/nftables.conf",
         "/etc/systemd/system/mailstack-cert.service",
         "/etc/systemd/system/mailstack-cert.timer",

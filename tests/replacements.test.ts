@@ -12,6 +12,7 @@ const T = {
   ip: "hcloud:index/primaryIp:PrimaryIp",
   record: "cloudflare:index/dnsRecord:DnsRecord",
   command: "command:remote:Command",
+  key: "tls:index/privateKey:PrivateKey",
 };
 const PARENTS = "mailstack:index:MailStack$mailstack:index:MailServer";
 const urn = (type: string, name: string) =>
@@ -58,7 +59,9 @@ describe("the deploy goes on", () => {
     for (const allow of [undefined, "", "server"]) {
       expect(checkReplacements(UPDATE, allow)).toEqual({
         ok: true,
-        lines: ["no replacement of the server, the volume or the Primary IPs"],
+        lines: [
+          "no replacement of the server, the volume, the Primary IPs or the mail encryption key",
+        ],
       });
     }
   });
@@ -174,6 +177,48 @@ describe("the volume and the Primary IPs", () => {
     expect(verdict.ok).toBe(false);
     expect(verdict.lines[0]).toMatch(/^refused, whatever the label/);
     expect(verdict.lines).toContain(SERVER_LINE);
+  });
+});
+
+describe("the mail encryption key", () => {
+  const keyUrn = (name: string) =>
+    `urn:pulumi:prod::mailstack::mailstack:index:MailStack$mailstack:index:MailKeys$${T.key}::${name}`;
+  const keyStep = (op: string, name: string, replaceReasons?: string[]) => {
+    const state = { urn: keyUrn(name), type: T.key, custom: true };
+    return {
+      op,
+      urn: keyUrn(name),
+      ...(op === "create" ? {} : { oldState: state }),
+      ...(op === "delete" ? {} : { newState: state }),
+      ...(replaceReasons ? { replaceReasons } : {}),
+    };
+  };
+
+  test("replaced or deleted (a renamed stack) is refused, even with the allowance", () => {
+    for (const [p, found] of [
+      [
+        preview(keyStep("replace", "mailstack-keys-mail-crypt", ["ecdsaCurve"])),
+        `  replace the mail encryption key: ${keyUrn("mailstack-keys-mail-crypt")} (ecdsaCurve)`,
+      ],
+      [
+        preview(
+          keyStep("create", "mail-keys-mail-crypt"),
+          keyStep("delete", "mailstack-keys-mail-crypt"),
+        ),
+        `  delete the mail encryption key: ${keyUrn("mailstack-keys-mail-crypt")}`,
+      ],
+    ] as const) {
+      const verdict = checkReplacements(p, "server");
+      expect(verdict.ok).toBe(false);
+      expect(verdict.lines[1]).toBe(found);
+      expect(verdict.lines[3]).toMatch(/^The mail encryption key is the only key to the mail/);
+    }
+  });
+
+  test("control: the other keys (DKIM, TLS, SSH) may be made again", () => {
+    const dkim = preview(keyStep("replace", "mailstack-keys-dkim", ["rsaBits"]));
+    expect(guardedChanges(dkim)).toEqual([]);
+    expect(checkReplacements(dkim, undefined).ok).toBe(true);
   });
 });
 

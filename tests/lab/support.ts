@@ -14,6 +14,7 @@ import { SmtpSession, message } from "./smtp";
 import { shellQuote } from "../../components/host-files";
 
 export { HOSTS };
+export { fileContains, imageContains } from "./scan";
 export type { LabHost };
 
 export const keys = (h: LabHost): LabKeys => labKeys(h.name);
@@ -191,14 +192,18 @@ export function subjects(h: LabHost, user: string, mailbox: string): Promise<str
 }
 
 /** Delivers one plain message to `to` on port 25, as a remote MTA would; the final reply code. */
-export async function deliver(h: LabHost, to: string, subject: string): Promise<number> {
+export async function deliver(
+  h: LabHost,
+  to: string,
+  subject: string,
+  body = "kept\n",
+): Promise<number> {
   const s = await SmtpSession.open({ host: h.ipv4, port: 25 });
   try {
     await s.ehlo();
     await s.command(`MAIL FROM:<someone@lab.example>`);
     await s.command(`RCPT TO:<${to}>`);
-    return (await s.data(message({ from: "someone@lab.example", to, subject, body: "kept\n" })))
-      .code;
+    return (await s.data(message({ from: "someone@lab.example", to, subject, body }))).code;
   } finally {
     s.close();
   }

@@ -26,10 +26,10 @@ export const DKIM_KEY: PemKeyPair = (() => {
   return { privatePem, publicPem };
 })();
 
-/** The TLS key: ECDSA P-256 from a fixed scalar. */
-export const TLS_KEY: PemKeyPair = (() => {
+/** An ECDSA P-256 key from a fixed scalar, the private half in SEC1 or PKCS#8 PEM. */
+function p256Key(label: string, privateType: "sec1" | "pkcs8"): PemKeyPair {
   const ecdh = createECDH("prime256v1");
-  ecdh.setPrivateKey(seed("tls"));
+  ecdh.setPrivateKey(seed(label));
   const point = ecdh.getPublicKey(); // 0x04 || x || y
   const b64url = (b: Buffer) => b.toString("base64url");
   const key = createPrivateKey({
@@ -43,7 +43,19 @@ export const TLS_KEY: PemKeyPair = (() => {
     format: "jwk",
   });
   return {
-    privatePem: key.export({ type: "sec1", format: "pem" }).toString(),
+    privatePem: key.export({ type: privateType, format: "pem" }).toString(),
     publicPem: createPublicKey(key).export({ type: "spki", format: "pem" }).toString(),
   };
-})();
+}
+
+/** The TLS key: ECDSA P-256, SEC1 as @pulumi/tls privateKeyPem. */
+export const TLS_KEY: PemKeyPair = p256Key("tls", "sec1");
+
+/**
+ * The mail_crypt key: ECDSA P-256. `privatePem` is PKCS#8 (@pulumi/tls privateKeyPemPkcs8),
+ * `sec1Pem` the same key as privateKeyPem, which Dovecot refuses.
+ */
+export const MAIL_CRYPT_KEY: PemKeyPair & { sec1Pem: string } = {
+  ...p256Key("mail-crypt", "pkcs8"),
+  sec1Pem: p256Key("mail-crypt", "sec1").privatePem,
+};

@@ -4,7 +4,7 @@
 // against real key material.
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { DEPLOY_KEY, DKIM_KEY, SSH_HOST_KEY, TLS_KEY } from "./keys";
+import { DEPLOY_KEY, DKIM_KEY, MAIL_CRYPT_KEY, SSH_HOST_KEY, TLS_KEY } from "./keys";
 
 export interface MockedResource {
   type: string;
@@ -56,6 +56,14 @@ function tlsKey(name: string, inputs: Record<string, any>): Record<string, any> 
   if (name.endsWith("-tls")) {
     want("ECDSA", { ecdsaCurve: "P256" });
     return { privateKeyPem: TLS_KEY.privatePem, publicKeyPem: TLS_KEY.publicPem };
+  }
+  if (name.endsWith("-mail-crypt")) {
+    want("ECDSA", { ecdsaCurve: "P256" });
+    return {
+      privateKeyPem: MAIL_CRYPT_KEY.sec1Pem,
+      privateKeyPemPkcs8: MAIL_CRYPT_KEY.privatePem,
+      publicKeyPem: MAIL_CRYPT_KEY.publicPem,
+    };
   }
   const pair = name.endsWith("-ssh-host")
     ? SSH_HOST_KEY
