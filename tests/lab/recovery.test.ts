@@ -9,7 +9,7 @@ import { bucketPidFile, repositoryBytes, repositoryFiles } from "../../lab/bucke
 import { deployRequest, provision, replaceHost } from "../../lab/lab";
 import { pidAlive } from "../../lab/run";
 import { SERVICES_IP4 } from "../../lab/settings";
-import { stopHost, volumeFile } from "../../lab/vm";
+import { hostRunning, stopHost, volumeFile } from "../../lab/vm";
 import {
   HOSTS,
   answers,
@@ -36,6 +36,17 @@ const MiB = 1024 * 1024;
 const figures: string[] = [];
 
 const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+
+/** About `bytes` of plain prose in short lines, unique to the message, as people write mail. */
+function prose(bytes: number): string {
+  const lines: string[] = [];
+  for (let n = 0; n < bytes; n += 73) {
+    lines.push(
+      `Notes for the meeting ${randomBytes(4).toString("hex")}: agenda, minutes, actions.`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
 
 /** Delivers messages over one SMTP session on port 25, as a remote MTA does; all must be taken. */
 async function deliverAll(
@@ -136,7 +147,7 @@ describe("encrypted offsite backups", () => {
         to: mailboxes[i % mailboxes.length],
         subject: `stored ${i}`,
         // Sizes from 1 to about 40 KiB, as mail is.
-        body: `message ${i}\n${randomBytes(64 + ((i * 397) % 30_000)).toString("base64")}\n`,
+        body: prose(64 + ((i * 397) % 30_000)),
       })),
       { to: postmaster, subject: "the canary", body: `keep this: ${canary}\n` },
     ]);
@@ -190,14 +201,14 @@ describe("encrypted offsite backups", () => {
     ).resolves.toBe(1);
   });
 
-  test("1% new mail adds about 1% to the repository", async () => {
+  test("1% new mail: the next backup adds the new mail and the indexes that changed, not the mailboxes again", async () => {
     const before = Number(lastSuccess(h).repository);
     await deliverAll(
       h,
       Array.from({ length: N / 100 }, (_, i) => ({
         to: mailboxes[0],
         subject: `new ${i}`,
-        body: `${randomBytes(15_000).toString("base64")}\n`,
+        body: prose(20_000),
       })),
     );
     await waitForMessage(h, mailboxes[0], "INBOX", `new ${N / 100 - 1}`);
@@ -243,6 +254,26 @@ describe("encrypted offsite backups", () => {
     // Postmaster was told about the killed run, once.
     expect((await waitForAlerts(h, ALERT, alertsBefore + 1)).length).toBe(alertsBefore + 1);
   }, 900_000);
+
+  test("a missed backup: the daily check fails and tells postmaster how old the last good one is", async () => {
+    const CHECK_ALERT = `[mailstack] mailstack-backup-check.service failed on ${h.config.mailHost}`;
+    const before = (await alertsIn(h, CHECK_ALERT)).length;
+    const check = () =>
+      onHost(h, "systemctl start mailstack-backup-check && echo passed || echo failed").trim();
+    // The control: with a backup from minutes ago, the same check passes.
+    expect(check()).toBe("passed");
+    const state = "/var/lib/mailstack/backup/success";
+    const time = lastSuccess(h).time;
+    onHost(h, `sed -i "s/^time=.*/time=$(($(date +%s) - 3 * 86400))/" ${state}`);
+    try {
+      expect(check()).toBe("failed");
+    } finally {
+      onHost(h, `sed -i "s/^time=.*/time=${time}/" ${state}`);
+    }
+    const alerts = await waitForAlerts(h, CHECK_ALERT, before + 1);
+    expect(alerts.length).toBe(before + 1);
+    expect(alerts[alerts.length - 1]).toContain("the last good backup is 72 h old");
+  }, 600_000);
 
   test("a bucket that does not answer: the backup fails and postmaster is told why; once it answers, the backup succeeds and nobody is mailed", async () => {
     const alertsBefore = (await alertsIn(h, ALERT)).length;
@@ -317,7 +348,26 @@ describe("a server replaced and a server lost", () => {
     expect(count(betaBefore)).toBeGreaterThan(N);
 
     // alpha: Pulumi's replacement, the volume released first (the volume command's delete).
-    expect((await deployRequest(alpha, "detach")).status).toBe(0);
+    const superblock = () => local("dumpe2fs", ["-h", volumeFile(alpha)]).out;
+    // The control: while the volume is in use its journal is live; a detach now (or a power
+    // cut) would leave it needing recovery.
+    expect(superblock()).toMatch(/^Filesystem features:.*\bneeds_recovery\b/m);
+    const detach = await deployRequest(alpha, "detach");
+    expect(detach.status).toBe(0);
+    expect(detach.stdout).toContain("unit postfix inactive\nunit dovecot inactive\n");
+    expect(detach.stdout).toContain("mail volume unmounted from /srv/mail\n");
+    // The provider detaches the volume and deletes the server: here the VM is killed outright.
+    stopHost(alpha);
+    await until(() => !hostRunning(alpha), 30_000);
+    expect(superblock()).not.toMatch(/needs_recovery/);
+    expect(superblock()).toMatch(/^Filesystem state:\s+clean$/m);
+    const fsck = local("e2fsck", ["-f", "-n", volumeFile(alpha)]);
+    // Exit 0: all five passes found nothing to fix, without a journal to replay.
+    expect([
+      fsck.status,
+      /Pass 5/.test(fsck.out),
+      /recover|Fix\?|UNEXPECTED/i.test(fsck.out),
+    ]).toEqual([0, true, false]);
     // beta: the server and its volume are gone, with no warning.
     stopHost(beta);
     rmSync(volumeFile(beta), { force: true });
@@ -348,7 +398,7 @@ describe("a server replaced and a server lost", () => {
     const restore = onHost(h, "mailstack-restore server");
     const restoreSeconds = (Date.now() - restoreStarted) / 1000;
     expect(restore).toMatch(
-      /^restored snapshot [0-9a-f]{8} \(.* UTC\): \d+ messages in 3 mailboxes/m,
+      /^restored snapshot [0-9a-f]{8} \(.* UTC\): \d+ messages in \d+ mailboxes/m,
     );
     expect(restore).toContain(
       `key /etc/mailstack/dkim/${h.config.dkimSelector}.key: the same as in the backup`,
@@ -360,7 +410,14 @@ describe("a server replaced and a server lost", () => {
 
     // Every message back, byte for byte, in its folder; the canary among them.
     expect(await mailState(h)).toEqual(betaBefore);
-    // alpha's volume came along: the same mail and the same certificate, not a new one.
+    // alpha's volume came along, mounted without journal recovery: the same mail and the same
+    // certificate, not a new one.
+    const kernel = onHost(
+      alpha,
+      "journalctl -k -b --no-pager -o cat | grep 'EXT4-fs (vdb)' || true",
+    );
+    expect(kernel).toMatch(/mounted filesystem/);
+    expect(kernel).not.toMatch(/recovery|error/i);
     expect(await mailState(alpha)).toEqual(alphaBefore);
     expect(certSerial(alpha)).toBe(alphaSerial);
 
