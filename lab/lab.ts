@@ -306,9 +306,21 @@ export async function rebootHost(h: LabHost): Promise<void> {
   await startHost(h);
 }
 
+/**
+ * The image the running lab was brought up from (stock or fast mode), whatever
+ * MAILSTACK_LAB_BAKED says in the shell that asks now.
+ */
+async function labImage(h: LabHost): Promise<BaseImage> {
+  const state = join(STATE_DIR, "first-boot.json");
+  const baked = existsSync(state)
+    ? (JSON.parse(readFileSync(state, "utf8")) as { baked: boolean }).baked
+    : undefined;
+  return baseImage(releaseOf(h.config.image), baked);
+}
+
 /** Powers a stopped host on again (same disks, same seed) and waits for SSH. */
 export async function startHost(h: LabHost): Promise<void> {
-  await bootHost(h, await baseImage(releaseOf(h.config.image)), keysOf(h));
+  await bootHost(h, await labImage(h), keysOf(h));
   await waitForSsh(h);
 }
 
@@ -340,7 +352,7 @@ export async function replaceHost(h: LabHost, note: string): Promise<void> {
   await waitFor(`${h.name}'s old VM to stop`, 30_000, () => (hostRunning(h) ? undefined : true));
   rmSync(rootDisk(h), { force: true });
   writeFileSync(userDataNoteFile(h), `# ${note.replace(/\n/g, " ")}\n`);
-  await bootHost(h, await baseImage(releaseOf(h.config.image)), keysOf(h));
+  await bootHost(h, await labImage(h), keysOf(h));
   await waitForFirstBoot(h);
 }
 

@@ -10,12 +10,19 @@ import { challengeZone, hostRecords, zoneLine } from "../../lab/dns";
 import { ACME_DIRECTORY, NS_IP4, SERVICES_IP4 } from "../../lab/settings";
 import { provision } from "../../lab/lab";
 import { knownHosts, ssh } from "../../lab/ssh";
-import { HOSTS, acmeRoot, answers, dig, keys, local, onHost, type LabHost } from "./support";
+import {
+  HOSTS,
+  acmeRoot,
+  answers,
+  dig,
+  keys,
+  local,
+  onHost,
+  servedChain,
+  type LabHost,
+} from "./support";
 
 const tmp = mkdtempSync(join(tmpdir(), "mailstack-lab-test-"));
-
-const pemBlocks = (text: string) =>
-  text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
 
 describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) => {
   const mx = h.config.mailHost;
@@ -162,21 +169,7 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
       );
       expect(onDisk).toContain(`DNS:${mx}`);
 
-      const served = local(
-        "openssl",
-        [
-          "s_client",
-          "-starttls",
-          "smtp",
-          "-connect",
-          `${h.ipv4}:25`,
-          "-servername",
-          mx,
-          "-showcerts",
-        ],
-        "",
-      );
-      const chain = pemBlocks(served.out);
+      const chain = servedChain(h);
       expect(chain.length).toBeGreaterThanOrEqual(2);
       const leafPem = chain[0] ?? "";
       const leaf = new X509Certificate(leafPem);

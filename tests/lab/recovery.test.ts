@@ -3,7 +3,7 @@
 // and at the end the two ways a server goes: alpha is replaced (a new server, the same volume)
 // while beta is lost with its volume and comes back from its backup onto a new server. The
 // figures (backup time and size, size added by 1% new mail, restore time) are printed.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { bucketPidFile, repositoryBytes, repositoryFiles } from "../../lab/bucket";
 import { deployRequest, provision, replaceHost } from "../../lab/lab";
@@ -16,6 +16,7 @@ import {
   local,
   onHost,
   passwordOf,
+  servedChain,
   waitForMessage,
   withImap,
   acmeRoot,
@@ -481,33 +482,16 @@ function keysMatchDns(host: LabHost): void {
     .replace(/"\s*"/g, "")
     .replace(/"/g, "");
   expect(txt).toContain(`p=${dkimPublic}`);
-  const served = local(
-    "openssl",
-    [
-      "s_client",
-      "-starttls",
-      "smtp",
-      "-connect",
-      `${host.ipv4}:25`,
-      "-servername",
-      host.config.mailHost,
-    ],
-    "",
-  ).out;
-  const leaf = served.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/)![0];
-  const spki = local(
-    "bash",
-    [
-      "-c",
-      "openssl x509 -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1",
-    ],
-    leaf,
-  ).out.trim();
+  const spki = new X509Certificate(servedChain(host)[0]).publicKey.export({
+    type: "spki",
+    format: "der",
+  });
+  const digest = createHash("sha256").update(spki).digest("hex");
   expect(
     answers(SERVICES_IP4, `_25._tcp.${host.config.mailHost}.`, "TLSA").map((l) =>
       l.toLowerCase().replace(/\s+/g, " "),
     ),
-  ).toEqual([`3 1 1 ${spki}`]);
+  ).toEqual([`3 1 1 ${digest}`]);
 }
 
 async function until(condition: () => boolean, timeoutMs: number): Promise<void> {

@@ -208,3 +208,22 @@ export async function deliver(
     s.close();
   }
 }
+
+/** The certificates a host serves on port 25 after STARTTLS, as PEM blocks, leaf first. */
+export function servedChain(h: LabHost): string[] {
+  const served = local(
+    "openssl",
+    [
+      "s_client",
+      "-starttls",
+      "smtp",
+      "-connect",
+      `${h.ipv4}:25`,
+      "-servername",
+      h.config.mailHost,
+      "-showcerts",
+    ],
+    "",
+  );
+  return served.out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+}
