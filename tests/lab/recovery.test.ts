@@ -393,8 +393,12 @@ describe("a server replaced and a server lost", () => {
       `new servers up and provisioned: alpha ${alphaSeconds.toFixed(0)} s, beta ${betaSeconds.toFixed(0)} s (in parallel, ${((Date.now() - started) / 1000).toFixed(0)} s)`,
     );
 
-    // beta before its restore: a working host with the stack's users and no mail.
+    // beta before its restore: a working host with the stack's users and no mail. Its backup
+    // refuses to run: an empty new volume must not become the latest snapshot.
     expect(count(await mailState(h))).toBe(0);
+    expect(onHost(h, "mailstack-backup run 2>&1 || echo refused")).toMatch(
+      /the mail volume is new and the repository holds \d+ snapshots of mail\.beta\.example from before: restore them \(mailstack-restore server\)[^\n]*\nrefused\n$/,
+    );
     const restoreStarted = Date.now();
     const restore = onHost(h, "mailstack-restore server");
     const restoreSeconds = (Date.now() - restoreStarted) / 1000;
@@ -411,6 +415,9 @@ describe("a server replaced and a server lost", () => {
 
     // Every message back, byte for byte, in its folder; the canary among them.
     expect(await mailState(h)).toEqual(betaBefore);
+    // The control: once restored, beta backs up again.
+    expect(backupRun(h).ok).toBe(true);
+
     // alpha's volume came along, mounted without journal recovery: the same mail and the same
     // certificate, not a new one.
     const kernel = onHost(
