@@ -417,6 +417,10 @@ describe("a server replaced and a server lost", () => {
     expect(await mailState(h)).toEqual(betaBefore);
     // The control: once restored, beta backs up again.
     expect(backupRun(h).ok).toBe(true);
+    // The snapshot's ACME account is the one left on the volume: a renewal is issued at once.
+    const restoredCert = certSerial(h);
+    onHost(h, "/usr/local/sbin/mailstack-cert --force 2>&1");
+    expect(certSerial(h)).not.toBe(restoredCert);
 
     // alpha's volume came along, mounted without journal recovery: the same mail and the same
     // certificate, not a new one.
