@@ -382,6 +382,7 @@ describe("everything else", () => {
     "https://mta-sts.example.eu/",
     "https://autoconfig.example.eu/.well-known/mta-sts.txt",
     "https://openpgpkey.example.eu/.well-known/mta-sts.txt",
+    "https://autodiscover.example.eu/autodiscover/autodiscover.jsonp?Protocol=AutodiscoverV1",
   ])("%s: 404 text", async (url) => {
     const res = await call(url);
     expect(res.status).toBe(404);

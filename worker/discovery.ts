@@ -86,7 +86,12 @@ function findRoute(url: URL, site: Site): Route | undefined {
       if (lower === "/autodiscover/autodiscover.xml") {
         return { methods: ["GET", "POST"], handler: autodiscoverXml };
       }
-      if (lower.startsWith("/autodiscover/autodiscover.json")) return get(autodiscoverJson);
+      if (
+        lower === "/autodiscover/autodiscover.json" ||
+        lower.startsWith("/autodiscover/autodiscover.json/")
+      ) {
+        return get(autodiscoverJson);
+      }
       return undefined;
     }
     case `openpgpkey.${site.domain}`:
