@@ -39,6 +39,11 @@ export interface UserSpec {
   aliases: string[];
   /** Mailbox quota in MiB; undefined means no quota. */
   quotaMb?: number;
+  /**
+   * The user's ASCII-armored OpenPGP public key, published in the Web Key Directory
+   * (components/openpgp.ts checks it fully); undefined means none is published.
+   */
+  openpgpKey?: string;
 }
 
 export const BACKUP_PROVIDERS = ["r2", "hetzner"] as const;
@@ -216,6 +221,17 @@ class SecretRefused {
   constructor(readonly why: string) {}
 }
 
+/** Shown in a problem line in place of a value that must not be printed (a key block). */
+class Described {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * `users[i].openpgpKey`: an armored key is several lines by nature. It never reaches a file
+ * on the host; it is published, in binary, by the discovery Worker.
+ */
+const MULTI_LINE_PATH = /^users\[\d+\]\.openpgpKey$/;
+
 /**
  * Secrets that are SSH private keys: several lines by nature, checked as keys instead of
  * for being one line. They never reach a file on the host; the provider alone uses them.
@@ -333,7 +349,7 @@ export function parseConfig(
       continue;
     }
     for (const [path, text] of strings(v, key)) {
-      if (!LINE_BREAK.test(text)) continue;
+      if (!LINE_BREAK.test(text) || MULTI_LINE_PATH.test(path)) continue;
       fail(path, ONE_LINE, text);
       notOneLine.push(path);
     }
@@ -725,6 +741,7 @@ function* strings(value: unknown, path: string): Generator<[string, string]> {
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
   if (value === SECRET_SET) return "a secret (not shown)";
+  if (value instanceof Described) return value.text;
   const text = JSON.stringify(value);
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
@@ -1031,6 +1048,46 @@ function backupStorage(
   }
 }
 
+/** The settings of one `users[]` entry. */
+const USER_KEYS = ["address", "aliases", "quotaMb", "openpgpKey"];
+
+const PUBLIC_KEY_BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+const PUBLIC_KEY_END = "-----END PGP PUBLIC KEY BLOCK-----";
+
+/**
+ * `users[i].openpgpKey`, checked for its armor only: the key itself is parsed
+ * asynchronously by readOpenPgpKeys. A private key is refused here already, because
+ * everything in this setting is published to the world.
+ */
+function armoredPublicKey(value: unknown, where: string, fail: Fail): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string") {
+    fail(where, "must be an ASCII-armored OpenPGP public key (gpg --export --armor)", value);
+    return undefined;
+  }
+  const text = value.trim();
+  if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(text)) {
+    fail(
+      where,
+      "must be a PUBLIC key: this one is private and would be published to anyone who asks " +
+        "(export the public key with gpg --export --armor <address>)",
+      new Described("a PGP PRIVATE KEY BLOCK (not shown)"),
+    );
+    return undefined;
+  }
+  if (!text.startsWith(PUBLIC_KEY_BEGIN) || !text.endsWith(PUBLIC_KEY_END)) {
+    // Only the first line is shown: whatever was pasted may be long.
+    fail(
+      where,
+      `must be an ASCII-armored OpenPGP public key, ${PUBLIC_KEY_BEGIN} to ${PUBLIC_KEY_END} ` +
+        "(gpg --export --armor <address>)",
+      text.split(/\r?\n/)[0],
+    );
+    return undefined;
+  }
+  return `${text}\n`;
+}
+
 /**
  * Users, their aliases and the group aliases. Every address must be inside the domain and
  * unique; every alias must end at a mailbox; alias chains must not loop. postmaster@ and
@@ -1066,22 +1123,26 @@ function mailboxes(
 
   const rawUsers = values.users;
   if (usersMissing) {
-    fail("users", "is required: a list of {address, aliases?, quotaMb?}", undefined);
+    fail("users", "is required: a list of {address, aliases?, quotaMb?, openpgpKey?}", undefined);
   } else if (rawUsers === undefined) {
     // unreadable, reported already
   } else if (!Array.isArray(rawUsers) || rawUsers.length === 0) {
-    fail("users", "must be a non-empty list of {address, aliases?, quotaMb?}", rawUsers);
+    fail(
+      "users",
+      "must be a non-empty list of {address, aliases?, quotaMb?, openpgpKey?}",
+      rawUsers,
+    );
   } else {
     rawUsers.forEach((u: unknown, i) => {
       const where = `users[${i}]`;
       if (typeof u !== "object" || u === null || Array.isArray(u)) {
-        fail(where, "must be an object {address, aliases?, quotaMb?}", u);
+        fail(where, "must be an object {address, aliases?, quotaMb?, openpgpKey?}", u);
         return;
       }
       const obj = u as Record<string, unknown>;
       for (const k of Object.keys(obj)) {
-        if (!["address", "aliases", "quotaMb"].includes(k)) {
-          fail(`${where}.${k}`, "is not a user setting (known: address, aliases, quotaMb)", k);
+        if (!USER_KEYS.includes(k)) {
+          fail(`${where}.${k}`, `is not a user setting (known: ${USER_KEYS.join(", ")})`, k);
         }
       }
       const address = checkAddress(obj.address, `${where}.address`);
@@ -1103,7 +1164,15 @@ function mailboxes(
           quotaMb = obj.quotaMb;
         } else fail(`${where}.quotaMb`, "must be a whole number of MiB, at least 1", obj.quotaMb);
       }
-      if (address) users.push({ address, aliases, ...(quotaMb ? { quotaMb } : {}) });
+      const openpgpKey = armoredPublicKey(obj.openpgpKey, `${where}.openpgpKey`, fail);
+      if (address) {
+        users.push({
+          address,
+          aliases,
+          ...(quotaMb ? { quotaMb } : {}),
+          ...(openpgpKey ? { openpgpKey } : {}),
+        });
+      }
     });
   }
 

@@ -526,6 +526,54 @@ describe("rules with their exact line, each beside a config that passes", () => 
     expect(c.users[0].quotaMb).toBe(1);
   });
 
+  describe("users[].openpgpKey: the armor is checked here, the key by readOpenPgpKeys", () => {
+    const PUBLIC =
+      "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEZ\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----";
+    const PRIVATE = PUBLIC.replace(/PUBLIC/g, "PRIVATE");
+    const withPgp = (openpgpKey: unknown) =>
+      withKey("users", JSON.stringify([{ address: "alice@example.eu", openpgpKey }]));
+
+    test("a public key block, several lines, is carried as given", () => {
+      expect(parseConfig(withPgp(PUBLIC)).users[0].openpgpKey).toBe(`${PUBLIC}\n`);
+      expect(parseConfig(withPgp(`\n${PUBLIC}\r\n`)).users[0].openpgpKey).toBe(`${PUBLIC}\n`);
+      expect(
+        parseConfig(withKey("users", JSON.stringify([{ address: "alice@example.eu" }]))).users[0],
+      ).not.toHaveProperty("openpgpKey");
+    });
+
+    test("a private key block is refused without showing it", () => {
+      const found = problems(withPgp(PRIVATE));
+      expect(found).toEqual([
+        "mailstack:users[0].openpgpKey: must be a PUBLIC key: this one is private and would be " +
+          "published to anyone who asks (export the public key with gpg --export --armor " +
+          "<address>); got a PGP PRIVATE KEY BLOCK (not shown)",
+      ]);
+      expect(found[0]).not.toContain("xjMEZ");
+    });
+
+    test("anything else: the first line is shown", () => {
+      expect(problems(withPgp("0123 4567 89AB CDEF\nmore"))).toEqual([
+        "mailstack:users[0].openpgpKey: must be an ASCII-armored OpenPGP public key, " +
+          "-----BEGIN PGP PUBLIC KEY BLOCK----- to -----END PGP PUBLIC KEY BLOCK----- " +
+          '(gpg --export --armor <address>); got "0123 4567 89AB CDEF"',
+      ]);
+      expect(problems(withPgp(7))).toEqual([
+        "mailstack:users[0].openpgpKey: must be an ASCII-armored OpenPGP public key " +
+          "(gpg --export --armor); got 7",
+      ]);
+    });
+
+    test("a line break elsewhere in a user is still refused", () => {
+      expect(
+        problems(
+          withKey("users", JSON.stringify([{ address: "alice@example.eu\n", openpgpKey: PUBLIC }])),
+        ),
+      ).toEqual([
+        'mailstack:users[0].address: must be one line (no line breaks or NUL characters); got "alice@example.eu\\n"',
+      ]);
+    });
+  });
+
   test("a user outside the domain", () => {
     expect(problems(withKey("users", JSON.stringify([{ address: "alice@example.com" }])))).toEqual([
       'mailstack:users[0].address: must be an address @example.eu; got "alice@example.com"',
