@@ -2,14 +2,16 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readConfig, readSecrets } from "./components/config";
 import { MailStack } from "./components/mailstack";
+import { readOpenPgpKeys } from "./components/openpgp";
 
-// An async program: the zone is read for SPF and DMARC records the stack would duplicate
-// before any resource is registered, so a bad config or a foreign record stops the run with
-// nothing changed. What it returns are the stack's outputs.
+// An async program: the zone is read for SPF and DMARC records the stack would duplicate, and
+// the users' OpenPGP keys are checked, before any resource is registered, so a bad config, a
+// foreign record or an unusable key stops the run with nothing changed. What it returns are the stack's outputs.
 export = async () => {
   const config = readConfig();
   await MailStack.checkZone("mailstack", config);
-  const stack = new MailStack("mailstack", { config, ...readSecrets() });
+  const openpgpKeys = await readOpenPgpKeys(config.users);
+  const stack = new MailStack("mailstack", { config, ...readSecrets(), openpgpKeys });
   return {
     mailHost: stack.mailHost,
     ipv4: stack.ipv4,

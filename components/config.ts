@@ -91,7 +91,7 @@ export interface MailStackConfig {
   /** `hostname.domain`: the MX host, the name in PTR, TLS certificate and SMTP banner. */
   mailHost: string;
   cloudflareZoneId: string;
-  cloudflareAccountId?: string;
+  cloudflareAccountId: string;
   location: Location;
   serverType: string;
   image: string;
@@ -212,6 +212,12 @@ export interface MailStackSecrets {
 }
 
 /** Stands in for a secret's value in parseConfig, which checks only that it is set. */
+/** Why the account is always needed: the Worker is part of every stack. */
+const ACCOUNT_REQUIRED =
+  "is required: the Cloudflare account the stack's Worker is made in (it serves the MTA-STS " +
+  "policy, client autoconfig and the Web Key Directory), and the R2 backup bucket " +
+  "(pulumi config set mailstack:cloudflareAccountId ...)";
+
 const SECRET_SET = Symbol("secret set");
 /** Stands in for a secret whose value is not one line (see ONE_LINE). */
 const SECRET_NOT_ONE_LINE = Symbol("secret not one line");
@@ -416,8 +422,10 @@ export function parseConfig(
       cloudflareZoneId,
     );
   }
-  const cloudflareAccountId = str("cloudflareAccountId");
-  if (cloudflareAccountId !== undefined && !/^[0-9a-f]{32}$/.test(cloudflareAccountId)) {
+  const cloudflareAccountId = str("cloudflareAccountId") ?? "";
+  if (missing("cloudflareAccountId") || values.cloudflareAccountId === "") {
+    fail("cloudflareAccountId", ACCOUNT_REQUIRED, values.cloudflareAccountId);
+  } else if (cloudflareAccountId && !/^[0-9a-f]{32}$/.test(cloudflareAccountId)) {
     fail("cloudflareAccountId", "must be the 32 hex digit account ID", cloudflareAccountId);
   }
   const location = oneOf("location", EU_LOCATIONS, "fsn1");
@@ -633,7 +641,7 @@ export function parseConfig(
   }
 
   const backup = backupSpec(values, location, mailHost, fail);
-  backupStorage(values, backup, cloudflareAccountId, broken, fail);
+  backupStorage(values, backup, fail);
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
   const clamav = bool("clamav", true);
@@ -1002,13 +1010,7 @@ function backupSpec(
  * in, Hetzner the keys made in its Console. Keys for Hetzner with another provider are refused
  * as secrets that nothing uses.
  */
-function backupStorage(
-  values: Record<string, unknown>,
-  backup: BackupSpec,
-  cloudflareAccountId: string | undefined,
-  broken: Set<string>,
-  fail: Fail,
-): void {
+function backupStorage(values: Record<string, unknown>, backup: BackupSpec, fail: Fail): void {
   const KEYS = ["backupAccessKeyId", "backupSecretAccessKey"] as const;
   const isSet = (key: string) => values[key] !== undefined && values[key] !== "";
   if (backup.provider !== "hetzner") {
@@ -1021,17 +1023,6 @@ function backupStorage(
     }
   }
   if (!backup.enabled) return;
-  if (backup.provider === "r2" && cloudflareAccountId === undefined) {
-    if (!broken.has("cloudflareAccountId")) {
-      fail(
-        "cloudflareAccountId",
-        "is required when backup is enabled with backup.provider r2 (the default): the account " +
-          "the R2 bucket is made in (pulumi config set mailstack:cloudflareAccountId ...), or set " +
-          "backup.provider hetzner, or backup.enabled false",
-        undefined,
-      );
-    }
-  }
   if (backup.provider === "hetzner") {
     const what = {
       backupAccessKeyId: "the access key",

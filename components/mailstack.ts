@@ -2,6 +2,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { AcmeToken, tokenExpiryNotice } from "./acme-token";
 import { MailBackup } from "./backup";
+import { discoverySite } from "./discovery";
+import { MailDiscovery } from "./discovery-worker";
 import { clientSettings, type ClientSettings } from "./client-settings";
 import type { MailStackConfig } from "./config";
 import { monthlyCostEur } from "./cost";
@@ -36,6 +38,11 @@ export interface MailStackArgs {
   backupAccessKeyId?: pulumi.Input<string>;
   /** Its secret key (`mailstack:backupSecretAccessKey`, secret). */
   backupSecretAccessKey?: pulumi.Input<string>;
+  /**
+   * The Web Key Directory's keys: address to binary public key, as `readOpenPgpKeys` reads
+   * them from `users[].openpgpKey` (checked before the stack is made). None when absent.
+   */
+  openpgpKeys?: Record<string, Uint8Array>;
 }
 
 /**
@@ -52,6 +59,8 @@ export class MailStack extends pulumi.ComponentResource {
   readonly acmeToken?: AcmeToken;
   /** Bucket, credentials and restic password; unset when `backup.enabled` is false. */
   readonly backup?: MailBackup;
+  /** The Worker serving the MTA-STS policy, autoconfig and the Web Key Directory. */
+  readonly discovery: MailDiscovery;
 
   readonly mailHost: string;
   readonly ipv4: pulumi.Output<string>;
@@ -142,10 +151,10 @@ export class MailStack extends pulumi.ComponentResource {
         );
       }
     }
-    if (cfg.backup.enabled && cfg.backup.provider === "r2" && !cfg.cloudflareAccountId) {
+    if (!cfg.cloudflareAccountId) {
       throw new pulumi.ResourceError(
-        "mailstack:cloudflareAccountId: is required when backup is enabled with " +
-          "backup.provider r2 (the default): the account the R2 bucket is made in",
+        "mailstack:cloudflareAccountId: is required: the account the stack's Worker and the " +
+          "R2 backup bucket are made in",
         this,
       );
     }
@@ -189,6 +198,19 @@ export class MailStack extends pulumi.ComponentResource {
         tlsPublicKeyPem: this.keys.tls.publicKeyPem,
         protect: cfg.protect,
         ...(cfg.universalSsl !== undefined ? { universalSsl: cfg.universalSsl } : {}),
+      },
+      parent,
+    );
+
+    // The MTA-STS policy whose digest the `_mta-sts` record above carries, and what mail
+    // clients and OpenPGP clients look up, served from Cloudflare: port 443 stays closed here.
+    this.discovery = new MailDiscovery(
+      `${name}-discovery`,
+      {
+        accountId: cfg.cloudflareAccountId,
+        zoneId: cfg.cloudflareZoneId,
+        domain: cfg.domain,
+        site: discoverySite(cfg, args.openpgpKeys ?? {}),
       },
       parent,
     );

@@ -1285,19 +1285,21 @@ describe("backup: storage, schedule and what the storage needs", () => {
     expect(problems(control)).toEqual([]);
   });
 
-  test("backup.provider r2 (the default) needs the Cloudflare account", () => {
+  test("every stack needs the Cloudflare account: the Worker, and the R2 bucket", () => {
     const raw = { ...MINIMAL_RAW };
     delete raw.cloudflareAccountId;
-    expect(asStack(raw)).toEqual([
-      "mailstack:cloudflareAccountId: is required when backup is enabled with backup.provider r2 " +
-        "(the default): the account the R2 bucket is made in (pulumi config set " +
-        "mailstack:cloudflareAccountId ...), or set backup.provider hetzner, or backup.enabled " +
-        "false; got nothing",
+    const message =
+      "mailstack:cloudflareAccountId: is required: the Cloudflare account the stack's Worker is " +
+      "made in (it serves the MTA-STS policy, client autoconfig and the Web Key Directory), and " +
+      "the R2 backup bucket (pulumi config set mailstack:cloudflareAccountId ...); got nothing";
+    expect(asStack(raw)).toEqual([message]);
+    // Without backups, or with Hetzner's, the Worker still needs it.
+    expect(asStack({ ...raw, backup: JSON.stringify({ enabled: false }) })).toEqual([message]);
+    expect(asStack({ ...raw, ...HETZNER_KEYS, backup: '{"provider":"hetzner"}' })).toEqual([
+      message,
     ]);
-    // Controls: with the account; without backups; with Hetzner.
+    // Control: with the account.
     expect(asStack(MINIMAL_RAW)).toEqual([]);
-    expect(asStack({ ...raw, backup: JSON.stringify({ enabled: false }) })).toEqual([]);
-    expect(asStack({ ...raw, ...HETZNER_KEYS, backup: '{"provider":"hetzner"}' })).toEqual([]);
     // A malformed account ID is reported once, as malformed.
     expect(asStack({ ...raw, cloudflareAccountId: "my-account" })).toEqual([
       'mailstack:cloudflareAccountId: must be the 32 hex digit account ID; got "my-account"',
@@ -1396,7 +1398,7 @@ describe("backup: storage, schedule and what the storage needs", () => {
       const raw = { ...MINIMAL_RAW };
       delete raw.cloudflareAccountId;
       stack(raw, ["acmeDnsToken"]);
-      expect(() => readConfig()).toThrow(/mailstack:cloudflareAccountId: is required when backup/);
+      expect(() => readConfig()).toThrow(/mailstack:cloudflareAccountId: is required: /);
 
       stack(backup({ provider: "hetzner" }, HETZNER_KEYS), [
         "acmeDnsToken",

@@ -3,7 +3,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import { parseConfig, type MailStackConfig } from "../components/config";
-import { txtValue } from "../components/keymath";
+import { discoverySite, workerScript } from "../components/discovery";
+import { WORKER_COMPATIBILITY_DATE, discoveryScriptName } from "../components/discovery-worker";
+import { mtaStsId, txtValue } from "../components/keymath";
 import type { MailStack as MailStackType } from "../components/mailstack";
 import { buildMailRecords } from "../components/records";
 import { argon2Verify } from "hash-wasm";
@@ -93,6 +95,8 @@ const T = {
   password: "random:index/randomPassword:RandomPassword",
   universalSsl: "cloudflare:index/universalSslSetting:UniversalSslSetting",
   bucket: "cloudflare:index/r2Bucket:R2Bucket",
+  workerScript: "cloudflare:index/workersScript:WorkersScript",
+  customDomain: "cloudflare:index/workersCustomDomain:WorkersCustomDomain",
   key: "tls:index/privateKey:PrivateKey",
 };
 
@@ -892,6 +896,53 @@ describe("ACME: the host's DNS credential", () => {
   });
 });
 
+describe("the discovery Worker", () => {
+  const ACCOUNT = "fedcba9876543210fedcba9876543210"; // PROD_RAW's cloudflareAccountId
+  const ZONE = "0123456789abcdef0123456789abcdef"; // its cloudflareZoneId
+
+  test("one script per domain: the uploaded module of worker/discovery.ts and its SITE binding", () => {
+    const script = prod.one(T.workerScript);
+    expect(script.inputs).toEqual({
+      accountId: ACCOUNT,
+      scriptName: "mailstack-example-eu",
+      mainModule: "discovery.mjs",
+      content: workerScript(),
+      compatibilityDate: WORKER_COMPATIBILITY_DATE,
+      bindings: [
+        { name: "SITE", type: "json", json: JSON.stringify(discoverySite(prod.config, {})) },
+      ],
+    });
+  });
+
+  test("the policy it serves is the one whose digest the _mta-sts record carries", () => {
+    const site = JSON.parse(prod.one(T.workerScript).inputs.bindings[0].json);
+    expect(site.mtaStsPolicy).toBe(
+      "version: STSv1\r\nmode: enforce\r\nmx: mail.example.eu\r\nmax_age: 604800\r\n",
+    );
+    const txt = prod
+      .of(T.record)
+      .find((r) => r.inputs.name === "_mta-sts.example.eu" && r.inputs.type === "TXT")!;
+    expect(txtValue(txt.inputs.content)).toBe(`v=STSv1; id=${mtaStsId(site.mtaStsPolicy)}`);
+  });
+
+  test("four custom domains in the mail zone point at it", () => {
+    expect(prod.of(T.customDomain).map((r) => r.inputs)).toEqual(
+      ["mta-sts", "autoconfig", "autodiscover", "openpgpkey"].map((label) => ({
+        accountId: ACCOUNT,
+        zoneId: ZONE,
+        hostname: `${label}.example.eu`,
+        service: "mailstack-example-eu",
+      })),
+    );
+  });
+
+  test("a long domain still gets a valid script name", () => {
+    const long = `${"a".repeat(60)}.example.eu`;
+    expect(discoveryScriptName(long)).toMatch(/^mailstack-[0-9a-f]{32}$/);
+    expect(discoveryScriptName("example.eu")).toBe("mailstack-example-eu");
+  });
+});
+
 describe("backup storage", () => {
   const ACCOUNT = "fedcba9876543210fedcba9876543210"; // PROD_RAW's cloudflareAccountId
   const HETZNER = {
@@ -1063,11 +1114,10 @@ describe("backup storage", () => {
 
   test("a MailStack without what its storage needs stops before anything is made, naming the keys", async () => {
     const { MailStack } = await import("../components/mailstack");
-    const withoutAccount = parseConfig(PROD_RAW);
-    delete withoutAccount.cloudflareAccountId;
+    const withoutAccount = { ...parseConfig(PROD_RAW), cloudflareAccountId: "" };
     expect(() => new MailStack("noacct", { config: withoutAccount, acmeDnsToken: "t" })).toThrow(
-      "mailstack:cloudflareAccountId: is required when backup is enabled with backup.provider " +
-        "r2 (the default): the account the R2 bucket is made in",
+      "mailstack:cloudflareAccountId: is required: the account the stack's Worker and the R2 " +
+        "backup bucket are made in",
     );
     // The config names the keys as set; the program passes no secrets for them.
     const hetznerConfig = parseConfig({

@@ -1,6 +1,8 @@
 // index.ts as Pulumi runs it: config read from the stack, one MailStack, the contract's
 // outputs. Under mocks, with the config set the way `pulumi config set` stores it.
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError } from "../components/config";
 import { PROD_RAW } from "./support/config";
 import { BASTION_HOST_KEY, JUMP_KEY } from "./support/keys";
@@ -39,6 +41,23 @@ test("a bad setting stops the program before any resource is created", async () 
     'mailstack:location: must be one of fsn1, nbg1, hel1; got "us-east"',
     "mailstack:volumeSizeGb: must be at least 10 (Hetzner's minimum); got 5",
   ]);
+  expect(created.length).toBe(before);
+});
+
+test("an OpenPGP key that does not belong to its user stops the program before any resource", async () => {
+  // A real public key, whose user IDs are alice@alpha.example and alice@beta.example.
+  const key = readFileSync(join(__dirname, "..", "lab", "openpgp", "alice.asc"), "utf8");
+  setStackConfig({
+    ...PROD_RAW,
+    users: JSON.stringify([
+      { address: "alice@example.eu", openpgpKey: key },
+      { address: "bob@example.eu" },
+    ]),
+  });
+  const before = created.length;
+  await expect(loadProgram()).rejects.toThrow(
+    /mailstack:users\[0\]\.openpgpKey: must have a user ID with the address alice@example\.eu/,
+  );
   expect(created.length).toBe(before);
 });
 

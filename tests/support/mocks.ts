@@ -115,6 +115,9 @@ function outputsFor(
     case "mailstack:index:Provisioning":
     case "mailstack:index:AcmeToken":
     case "mailstack:index:MailBackup":
+    case "mailstack:index:MailDiscovery":
+    case "cloudflare:index/workersScript:WorkersScript":
+    case "cloudflare:index/workersCustomDomain:WorkersCustomDomain":
     case "cloudflare:index/r2Bucket:R2Bucket":
     case "hcloud:index/firewall:Firewall":
     case "hcloud:index/sshKey:SshKey":
