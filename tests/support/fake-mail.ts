@@ -27,6 +27,8 @@ export interface TestPki {
   selfSigned: Pem;
   /** EC, for mx.example.test, issued by the CA, expiring in 5 days. */
   expiring: Pem;
+  /** EC, for the discovery Worker's four names under example.test, issued by the CA. */
+  web: Pem;
 }
 
 /** Makes a CA and four certificates with openssl in a temporary directory. */
@@ -59,6 +61,13 @@ export function makePki(): TestPki {
     const mx = issue(MX, ["-newkey", "rsa:2048"], `DNS:${MX},DNS:mta-sts.example.test`);
     const other = issue("other.example.test", ec, "DNS:other.example.test");
     const expiring = issue("expiring", ec, `DNS:${MX}`, 5);
+    const web = issue(
+      "web",
+      ec,
+      ["mta-sts", "autoconfig", "autodiscover", "openpgpkey"]
+        .map((l) => `DNS:${l}.example.test`)
+        .join(","),
+    );
     ssl(
       ...["req", "-x509", ...ec, "-nodes", "-days", "365", "-keyout", f("self.key")],
       ...["-out", f("self.pem"), "-subj", `/CN=${MX}`, "-addext", `subjectAltName=DNS:${MX}`],
@@ -70,6 +79,7 @@ export function makePki(): TestPki {
       other,
       selfSigned: { key: read("self.key"), cert: self, chain: self },
       expiring,
+      web,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
