@@ -47,20 +47,24 @@ function makeCa(): void {
 }
 
 /**
- * A server certificate from the lab CA for a lab service at SERVICES_IP4 and `dnsName`:
- * `<dir>/<name>.key` and `<dir>/<name>.crt`, made once.
+ * A server certificate from the lab CA for a lab service at SERVICES_IP4 and `dnsNames`
+ * (the first is its CN): `<dir>/<name>.key` and `<dir>/<name>.crt`, made once.
  */
-export function labServerCertificate(dir: string, name: string, dnsName: string): void {
+export function labServerCertificate(dir: string, name: string, ...dnsNames: string[]): void {
   makeCa();
   const f = (ext: string) => join(dir, `${name}.${ext}`);
   if (existsSync(f("crt"))) return;
   mkdirSync(dir, { recursive: true });
-  run("openssl", ["req", ...ec, "-keyout", f("key"), "-out", f("csr"), "-subj", `/CN=${dnsName}`], {
-    stdio: "pipe",
-  });
+  run(
+    "openssl",
+    ["req", ...ec, "-keyout", f("key"), "-out", f("csr"), "-subj", `/CN=${dnsNames[0]}`],
+    {
+      stdio: "pipe",
+    },
+  );
   writeFileSync(
     f("ext"),
-    `subjectAltName=IP:${SERVICES_IP4},DNS:${dnsName}\nextendedKeyUsage=serverAuth\n`,
+    `subjectAltName=IP:${SERVICES_IP4},${dnsNames.map((n) => `DNS:${n}`).join(",")}\nextendedKeyUsage=serverAuth\n`,
   );
   run(
     "openssl",

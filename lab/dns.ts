@@ -4,7 +4,8 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import * as ipaddr from "ipaddr.js";
+import { BLOCKLISTS, blocklistName, reverseName } from "../checks/records";
+import { discoveryHostnames } from "../components/discovery";
 import { buildMailRecords, type DnsRecord } from "../components/records";
 import type { LabKeys } from "./keys";
 import { daemon, runIn, waitFor } from "./run";
@@ -79,20 +80,21 @@ function soa(zone: string): string[] {
   ];
 }
 
-function ptrName(address: string): string {
-  const ip = ipaddr.parse(address);
-  if (ip.kind() === "ipv4") return `${ip.toByteArray().reverse().join(".")}.in-addr.arpa.`;
-  const hex = ip
-    .toByteArray()
-    .map((b) => b.toString(16).padStart(2, "0"))
-    .join("");
-  return `${[...hex].reverse().join(".")}.ip6.arpa.`;
-}
+const ptrName = (address: string) => `${reverseName(address)}.`;
 
 export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record<string, string> {
   const out: Record<string, string> = {};
   for (const h of hosts) {
-    const lines = [...soa(h.config.domain), ...hostRecords(h, keysOf(h)).map(zoneLine)];
+    const lines = [
+      ...soa(h.config.domain),
+      ...hostRecords(h, keysOf(h)).map(zoneLine),
+      // The names Cloudflare's custom domains give the stack's Worker; here, the lab's
+      // Worker runtime (lab/web.ts).
+      ...discoveryHostnames(h.config.domain).flatMap((n) => [
+        `${n}. 300 IN A ${SERVICES_IP4}`,
+        `${n}. 300 IN AAAA ${SERVICES_IP6}`,
+      ]),
+    ];
     out[h.config.domain] = lines.join("\n") + "\n";
     // The challenge zone holds nothing but what the host writes there.
     out[challengeZone(h)] = soa(challengeZone(h)).join("\n") + "\n";
@@ -114,6 +116,12 @@ export function zones(hosts: LabHost[], keysOf: (h: LabHost) => LabKeys): Record
       `client.lab.example. 300 IN TXT ${spf}`,
       `client2.lab.example. 300 IN A ${LAB_CLIENT_IP4}`,
     ].join("\n") + "\n";
+  // The DNS blocklists the checker asks, each listing only its test point 127.0.0.2: the lab's
+  // addresses are on none, and the checker sees each list answer (checks/records.ts).
+  for (const { zone } of BLOCKLISTS) {
+    out[zone] =
+      [...soa(zone), `${blocklistName("127.0.0.2", zone)}. 300 IN A 127.0.0.2`].join("\n") + "\n";
+  }
   const client = (address: string, name: string) => `${ptrName(address)} 300 IN PTR ${name}`;
   const ptr = (h: LabHost, address: string) =>
     `${ptrName(address)} 300 IN PTR ${fqdn(h.config.mailHost)}`;

@@ -13,6 +13,7 @@ import {
 } from "../components/host-files";
 import { labAcme, startAcme } from "./acme";
 import { labBackup, startBucket } from "./bucket";
+import { startWeb } from "./web";
 import { hostResolverLabConfig, startDns, DNS_DIR } from "./dns";
 import { baseImage, releaseOf, type BaseImage } from "./image";
 import { keyDir, labKeys, type LabKeys } from "./keys";
@@ -54,6 +55,9 @@ const HOST_TOOLS: Record<string, string> = {
   kdig: "knot-dnsutils",
   "apt-ftparchive": "apt-utils",
   gpg: "gnupg",
+  // The Web Key Directory test looks keys up as gpg does, through dirmngr.
+  dirmngr: "dirmngr",
+  "update-ca-certificates": "ca-certificates",
   python3: "python3",
   unbound: "unbound",
   pebble: "pebble",
@@ -459,6 +463,9 @@ export async function up(): Promise<void> {
   );
   await step("ACME CA (pebble)", startAcme);
   await step("object storage for backups (s3rver, HTTPS)", () => startBucket(HOSTS));
+  await step("the stack's Worker (MTA-STS, autoconfig, WKD) on a Node adapter", () =>
+    startWeb(HOSTS),
+  );
   if (!image.baked) await step("lab mirror (HTTP, signed)", () => startMirror(image));
   for (const h of HOSTS) await step(`${h.name}: boot`, () => bootHost(h, image, keysOf(h)));
   const bootSeconds: Record<string, number> = {};

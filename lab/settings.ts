@@ -2,6 +2,8 @@
 // network namespace with no route out, holding the DNS server, the resolver, the ACME CA and
 // two mail hosts. This machine has no leg on it: every lab command runs inside the namespace
 // (`ip netns exec`), so the lab's addresses can never reach, or clash with, a real network.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseConfig, type MailStackConfig } from "../components/config";
 
 export const NETNS = "mailstack-lab";
@@ -23,6 +25,10 @@ export const LAB_NET4 = "198.51.100.0/24";
 export const LAB_NET6 = "2001:db8:1::/64";
 export const REVERSE_ZONE4 = "100.51.198.in-addr.arpa";
 export const REVERSE_ZONE6 = "0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa";
+
+/** Alice's public key; its fingerprint is ALICE_OPENPGP_FINGERPRINT. */
+export const ALICE_OPENPGP_KEY = readFileSync(join(__dirname, "openpgp", "alice.asc"), "utf8");
+export const ALICE_OPENPGP_FINGERPRINT = "AFA7C7BF4E3D1C234CBBDD969967938165E1393E";
 
 export const ACME_DIRECTORY = `https://${SERVICES_IP4}:14000/dir`;
 export const ACME_MANAGEMENT = `https://${SERVICES_IP4}:15000`;
@@ -56,7 +62,9 @@ function host(name: string, n: number, clamav: boolean): LabHost {
       ],
       sshAllowedIps: [LAB_NET4, LAB_NET6],
       users: [
-        { address: `alice@${domain}`, aliases: [`sales@${domain}`] },
+        // Alice publishes her OpenPGP key in the Web Key Directory (one key, a user ID per
+        // lab domain; the public half only, made for the lab).
+        { address: `alice@${domain}`, aliases: [`sales@${domain}`], openpgpKey: ALICE_OPENPGP_KEY },
         { address: `bob@${domain}` },
         // A small quota, to be filled by the tests.
         { address: `carol@${domain}`, quotaMb: 1 },

@@ -66,9 +66,21 @@ describe("zone files", () => {
         "lab.example",
         REVERSE_ZONE4,
         REVERSE_ZONE6,
+        // The blocklists the checker asks, listing their test point alone.
+        "zen.spamhaus.org",
+        "bl.spamcop.net",
+        "b.barracudacentral.org",
+        "psbl.surriel.com",
+        "bl.mailspike.net",
       ].sort(),
     );
+    expect(z["zen.spamhaus.org"]).toContain("2.0.0.127.zen.spamhaus.org. 300 IN A 127.0.0.2");
     expect(z["alpha.example"]).toContain("alpha.example. 3600 IN MX 10 mail.alpha.example.");
+    // The Worker's names point at the lab's Worker runtime, as custom domains do on Cloudflare.
+    for (const label of ["mta-sts", "autoconfig", "autodiscover", "openpgpkey"]) {
+      expect(z["alpha.example"]).toContain(`${label}.alpha.example. 300 IN A 198.51.100.1`);
+      expect(z["alpha.example"]).toContain(`${label}.alpha.example. 300 IN AAAA 2001:db8:1::1`);
+    }
     // The challenge is delegated into a zone that holds nothing else.
     expect(z["alpha.example"]).toContain(
       "_acme-challenge.mail.alpha.example. 300 IN CNAME mail.alpha.example.alpha-acme.example.",
