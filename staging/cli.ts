@@ -1,6 +1,7 @@
 // `npm run staging -- up|down|list|janitor`: throw-away staging mail servers, one per pull
 // request or branch, on the Pulumi Automation API (it drives the Pulumi CLI, which must be
-// installed). The logic it decides with lives in plan.ts and smoke.ts, tested without it.
+// installed). The logic it decides with lives in plan.ts, tested without it; `up` ends with
+// the outside-in checker (checks/), as the deploy workflow does for prod.
 import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,9 +14,26 @@ import {
   stagingConfig,
   stagingTarget,
 } from "./plan";
-import { formatSmoke, smokeCheck } from "./smoke";
+import { formatReport, runChecks } from "../checks/check";
+import { resolverDns, systemResolvers } from "../checks/dns";
 
 const WORK_DIR = join(__dirname, "..");
+
+/** The ACME staging CA's roots, which staging certificates chain to (published by the CA). */
+const STAGING_ROOTS = [
+  "https://letsencrypt.org/certs/staging/letsencrypt-stg-root-x1.pem",
+  "https://letsencrypt.org/certs/staging/letsencrypt-stg-root-x2.pem",
+];
+
+async function stagingRoots(): Promise<string[]> {
+  return Promise.all(
+    STAGING_ROOTS.map(async (url) => {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+      return res.text();
+    }),
+  );
+}
 
 interface Options {
   pr?: number;
@@ -77,15 +95,18 @@ async function up(o: Options): Promise<void> {
     policyPacks: [join(WORK_DIR, "policy")],
     policyPackConfigs: [join(WORK_DIR, "policy", "staging.json")],
   });
-  const ipv4 = String(result.outputs.ipv4?.value ?? "");
-  const smoke = await smokeCheck({
-    address: ipv4,
-    mailHost: config.mailHost,
+  // The new domain from outside. A staging stack has no DNSSEC of its own and runs MTA-STS in
+  // testing mode: those only warn. Its certificates come from the ACME staging CA.
+  const results = await runChecks({
     domain: config.domain,
     dkimSelector: config.dkimSelector,
+    dns: resolverDns(systemResolvers()),
+    ca: await stagingRoots(),
+    staging: true,
   });
-  console.log(`\nsmoke check of ${config.mailHost} (${ipv4}):\n${formatSmoke(smoke)}`);
-  if (smoke.some((r) => !r.ok)) process.exitCode = 1;
+  console.log(`\noutside-in check of ${config.domain} (${String(result.outputs.ipv4?.value)}):`);
+  console.log(formatReport(results));
+  if (results.some((r) => r.status === "fail")) process.exitCode = 1;
 }
 
 async function destroy(stack: Stack): Promise<void> {
