@@ -16,7 +16,14 @@ import {
   tlsaRecords,
 } from "./records";
 import type { CheckResult, Status } from "./result";
-import { daneMatches, fetchHttps, probeImaps, probeSmtp25, probeSubmission } from "./tls";
+import {
+  daneMatches,
+  fetchHttps,
+  probeImaps,
+  probeSmtp25,
+  probeSubmission,
+  type HttpsResponse,
+} from "./tls";
 
 export interface CheckOptions {
   /** The mail domain. */
@@ -41,6 +48,10 @@ export interface CheckOptions {
 const result = (name: string, status: Status, saw: string, fix?: string): CheckResult =>
   fix === undefined || status === "pass" ? { name, status, saw } : { name, status, saw, fix };
 
+/** What to do when the Worker does not answer as it should. */
+const WORKER_FIX =
+  "serve it from the stack's Worker (pulumi up makes it and its custom domain; a new one's certificate takes minutes)";
+
 /** A check that could not finish (a resolver timing out) is a fail, not a crash of the run. */
 function guard(name: string, p: Promise<CheckResult>): Promise<CheckResult> {
   return p.catch((e: unknown) =>
@@ -62,57 +73,45 @@ async function addressOf(dns: Dns, name: string): Promise<string | undefined> {
   return undefined;
 }
 
-/** GETs (or POSTs) a URL of the Worker: the host resolved through the checker's resolver. */
-async function web(o: CheckOptions, name: string, path: string, host: string) {
+/**
+ * GETs a path of one of the Worker's names, the name resolved through the checker's resolver:
+ * the response when it is a 200 over a trusted certificate, else the failed check with `fix`.
+ */
+async function web(
+  o: CheckOptions,
+  name: string,
+  host: string,
+  path: string,
+  fix: string,
+): Promise<{ failed: CheckResult } | { response: HttpsResponse }> {
   const url = `https://${host}${o.webPort ? `:${o.webPort}` : ""}${path}`;
   const address = await addressOf(o.dns, host);
-  if (!address) {
-    return {
-      failed: result(
-        name,
-        "fail",
-        `${host} does not resolve`,
-        `publish ${host} (the stack's Worker custom domain)`,
-      ),
-    };
-  }
+  if (!address) return { failed: result(name, "fail", `${host} does not resolve`, fix) };
   const r = await fetchHttps(url, { address, ca: o.ca, timeoutMs: o.timeoutMs });
   if (!r.ok) return { failed: { ...r.result, name } };
+  if (r.status !== 200) return { failed: result(name, "fail", `${url}: HTTP ${r.status}`, fix) };
   return { response: r };
 }
 
 /** The MTA-STS policy: over HTTPS with a valid certificate, text/plain, the mode, every MX in it. */
 export async function checkMtaStsPolicy(o: CheckOptions, mxHosts: string[]): Promise<CheckResult> {
   const name = "MTA-STS policy";
-  const url = `https://mta-sts.${o.domain}/.well-known/mta-sts.txt`;
-  const { failed, response } = await web(
-    o,
-    name,
-    "/.well-known/mta-sts.txt",
-    `mta-sts.${o.domain}`,
-  );
-  if (failed) return failed;
-  const r = response!;
-  if (r.status !== 200)
-    return result(
-      name,
-      "fail",
-      `${url}: HTTP ${r.status}`,
-      "serve the policy (the stack's Worker)",
-    );
+  const got = await web(o, name, `mta-sts.${o.domain}`, "/.well-known/mta-sts.txt", WORKER_FIX);
+  if ("failed" in got) return got.failed;
+  const r = got.response;
   const type = String(r.headers["content-type"] ?? "");
   if (!/^text\/plain\b/i.test(type))
     return result(
       name,
       "fail",
-      `${url}: Content-Type ${type || "missing"}`,
+      `Content-Type ${type || "missing"}`,
       "serve it as text/plain (RFC 8461 3.2)",
     );
   let policy;
   try {
     policy = parsePolicy(r.body.toString("utf8"));
   } catch (e) {
-    return result(name, "fail", `${url}: ${(e as Error).message}`, "serve a valid STSv1 policy");
+    return result(name, "fail", (e as Error).message, "serve a valid STSv1 policy");
   }
   const saw = `mode ${policy.mode}, mx ${(policy.mx ?? []).join(" ") || "none"}, max_age ${policy.maxAge}; ${r.saw}`;
   if (policy.mode === "none") return result(name, "fail", saw, "set mtaStsMode enforce");
@@ -132,75 +131,52 @@ export async function checkMtaStsPolicy(o: CheckOptions, mxHosts: string[]): Pro
 /** Thunderbird autoconfig: the IMAP server is the mail host on 993. */
 export async function checkAutoconfig(o: CheckOptions, mailHost: string): Promise<CheckResult> {
   const name = "Autoconfig";
-  const { failed, response } = await web(
-    o,
-    name,
-    `/mail/config-v1.1.xml?emailaddress=postmaster%40${o.domain}`,
-    `autoconfig.${o.domain}`,
-  );
-  if (failed) return failed;
-  const r = response!;
-  const xml = r.body.toString("utf8");
-  const imap = /<incomingServer type="imap">([\s\S]*?)<\/incomingServer>/.exec(xml)?.[1] ?? "";
+  const path = `/mail/config-v1.1.xml?emailaddress=postmaster%40${o.domain}`;
+  const got = await web(o, name, `autoconfig.${o.domain}`, path, WORKER_FIX);
+  if ("failed" in got) return got.failed;
+  const r = got.response;
+  const imap =
+    /<incomingServer type="imap">([\s\S]*?)<\/incomingServer>/.exec(r.body.toString("utf8"))?.[1] ??
+    "";
   const host = /<hostname>([^<]*)<\/hostname>/.exec(imap)?.[1];
   const port = /<port>([^<]*)<\/port>/.exec(imap)?.[1];
-  const saw = `HTTP ${r.status}, IMAP ${host ?? "?"}:${port ?? "?"}; ${r.saw}`;
-  if (r.status !== 200 || host !== mailHost || port !== "993")
+  const saw = `IMAP ${host ?? "?"}:${port ?? "?"}; ${r.saw}`;
+  if (host !== mailHost || port !== "993")
     return result(
       name,
       "fail",
       saw,
-      `serve config-v1.1.xml naming ${mailHost}:993 (the stack's Worker)`,
+      `name ${mailHost}:993 in config-v1.1.xml (the stack's Worker)`,
     );
   return result(name, "pass", saw);
 }
 
-/** Outlook autodiscover (POX): the IMAP server is the mail host. */
-export async function checkAutodiscover(o: CheckOptions, mailHost: string): Promise<CheckResult> {
+/** Outlook autodiscover, the JSON form newer Outlook asks first: it points at the XML. */
+export async function checkAutodiscover(o: CheckOptions): Promise<CheckResult> {
   const name = "Autodiscover";
-  const { failed, response } = await web(
-    o,
-    name,
-    `/autodiscover/autodiscover.json/v1.0/postmaster@${o.domain}?Protocol=AutodiscoverV1`,
-    `autodiscover.${o.domain}`,
-  );
-  if (failed) return failed;
-  const r = response!;
+  const path = `/autodiscover/autodiscover.json/v1.0/postmaster@${o.domain}?Protocol=AutodiscoverV1`;
+  const got = await web(o, name, `autodiscover.${o.domain}`, path, WORKER_FIX);
+  if ("failed" in got) return got.failed;
+  const r = got.response;
   let target = "";
   try {
     target = String((JSON.parse(r.body.toString("utf8")) as { Url?: string }).Url ?? "");
   } catch {
     // reported below
   }
-  const saw = `HTTP ${r.status}, Url ${target || "missing"}; ${r.saw}`;
-  if (
-    r.status !== 200 ||
-    target !== `https://autodiscover.${o.domain}/autodiscover/autodiscover.xml`
-  )
-    return result(name, "fail", saw, "serve autodiscover (the stack's Worker)");
-  return result(name, "pass", `${saw}; server ${mailHost}`);
+  const saw = `Url ${target || "missing"}; ${r.saw}`;
+  if (target !== `https://autodiscover.${o.domain}/autodiscover/autodiscover.xml`)
+    return result(name, "fail", saw, "point Url at autodiscover.xml (the stack's Worker)");
+  return result(name, "pass", saw);
 }
 
 /** The Web Key Directory, advanced method: its policy file is served. */
 export async function checkWkd(o: CheckOptions): Promise<CheckResult> {
   const name = "WKD";
-  const url = `https://openpgpkey.${o.domain}/.well-known/openpgpkey/${o.domain}/policy`;
-  const { failed, response } = await web(
-    o,
-    name,
-    `/.well-known/openpgpkey/${o.domain}/policy`,
-    `openpgpkey.${o.domain}`,
-  );
-  if (failed) return failed;
-  const r = response!;
-  if (r.status !== 200)
-    return result(
-      name,
-      "fail",
-      `${url}: HTTP ${r.status}`,
-      "serve the WKD policy file (the stack's Worker)",
-    );
-  return result(name, "pass", `${url}: HTTP 200; ${r.saw}`);
+  const path = `/.well-known/openpgpkey/${o.domain}/policy`;
+  const got = await web(o, name, `openpgpkey.${o.domain}`, path, WORKER_FIX);
+  if ("failed" in got) return got.failed;
+  return result(name, "pass", `${path}: HTTP 200; ${got.response.saw}`);
 }
 
 /** DANE for port 25: validated TLSA records that match the certificate served there. */
@@ -283,7 +259,7 @@ export async function runChecks(o: CheckOptions): Promise<CheckResult[]> {
   const web = Promise.all([
     guard("MTA-STS policy", checkMtaStsPolicy(o, mxHosts)),
     guard("Autoconfig", checkAutoconfig(o, mailHost.name)),
-    guard("Autodiscover", checkAutodiscover(o, mailHost.name)),
+    guard("Autodiscover", checkAutodiscover(o)),
     guard("WKD", checkWkd(o)),
   ]);
   // The mail ports, one address at a time: postscreen on 25 sees one client, as from a sender.

@@ -5,8 +5,7 @@ import { join } from "node:path";
 import type { AcmeSettings } from "../components/host-files";
 import { acmeChallengeName } from "../components/records";
 import { TSIG_ALGORITHM, tsigKeyName, tsigSecret } from "./dns";
-import { tail } from "./log";
-import { daemon, run, runIn, waitFor } from "./run";
+import { daemon, run, waitForPort } from "./run";
 import { ACME_DIRECTORY, NETNS, NS_IP4, SERVICES_IP4, STATE_DIR, type LabHost } from "./settings";
 
 export const ACME_DIR = join(STATE_DIR, "acme");
@@ -125,20 +124,7 @@ export async function startAcme(): Promise<void> {
     // issuance writes its challenge, so each one exercises the DNS path.
     { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
   );
-  await waitFor(
-    "pebble",
-    30_000,
-    () => {
-      try {
-        runIn(NETNS, "bash", ["-c", `exec 3<>/dev/tcp/${SERVICES_IP4}/14000`], { stdio: "pipe" });
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    () => tail(log),
-    500,
-  );
+  await waitForPort("pebble", SERVICES_IP4, 14000, log);
 }
 
 /**

@@ -10,8 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node
 import { join } from "node:path";
 import type { BackupSettings } from "../components/host-files";
 import { labCaPem, labServerCertificate } from "./acme";
-import { tail } from "./log";
-import { daemon, runIn, waitFor } from "./run";
+import { daemon, waitForPort } from "./run";
 import { NETNS, SERVICES_IP4, STATE_DIR, type LabHost } from "./settings";
 
 export const BUCKET_DIR = join(STATE_DIR, "bucket");
@@ -58,22 +57,7 @@ export async function startBucket(hosts: LabHost[]): Promise<void> {
     bucketPidFile,
     { ...process.env, NODE_OPTIONS: "--openssl-legacy-provider" },
   );
-  await waitFor(
-    "the lab bucket (s3rver)",
-    30_000,
-    () => {
-      try {
-        runIn(NETNS, "bash", ["-c", `exec 3<>/dev/tcp/${SERVICES_IP4}/${BUCKET_PORT}`], {
-          stdio: "pipe",
-        });
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    () => tail(log),
-    500,
-  );
+  await waitForPort("the lab bucket (s3rver)", SERVICES_IP4, BUCKET_PORT, log);
 }
 
 /** A lab host's backup: its own bucket on the lab's S3 server, the stack's defaults otherwise. */

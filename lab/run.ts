@@ -2,6 +2,8 @@
 // as daemons with a pid file.
 import { spawn, spawnSync, type SpawnSyncOptions } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { tail } from "./log";
+import { NETNS } from "./settings";
 
 export class CommandError extends Error {}
 
@@ -87,4 +89,27 @@ export async function waitFor<T>(
       );
     await sleep(intervalMs);
   }
+}
+
+/** Waits until a lab service accepts TCP connections; on timeout, shows the tail of its log. */
+export function waitForPort(
+  what: string,
+  address: string,
+  port: number,
+  log: string,
+): Promise<true> {
+  return waitFor(
+    what,
+    30_000,
+    () => {
+      try {
+        runIn(NETNS, "bash", ["-c", `exec 3<>/dev/tcp/${address}/${port}`], { stdio: "pipe" });
+        return true as const;
+      } catch {
+        return undefined;
+      }
+    },
+    () => tail(log),
+    500,
+  );
 }

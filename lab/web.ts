@@ -17,8 +17,7 @@ import {
 } from "../components/discovery";
 import { readOpenPgpKeys } from "../components/openpgp";
 import { labServerCertificate } from "./acme";
-import { tail } from "./log";
-import { daemon, runIn, waitFor } from "./run";
+import { daemon, waitForPort } from "./run";
 import { NETNS, SERVICES_IP4, SERVICES_IP6, STATE_DIR, type LabHost } from "./settings";
 
 export const WEB_DIR = join(STATE_DIR, "web");
@@ -45,20 +44,7 @@ export async function startWeb(hosts: LabHost[]): Promise<void> {
     log,
     webPidFile,
   );
-  await waitFor(
-    "the lab's Worker runtime (HTTPS)",
-    30_000,
-    () => {
-      try {
-        runIn(NETNS, "bash", ["-c", `exec 3<>/dev/tcp/${SERVICES_IP4}/443`], { stdio: "pipe" });
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    () => tail(log),
-    500,
-  );
+  await waitForPort("the lab's Worker runtime (HTTPS)", SERVICES_IP4, 443, log);
 }
 
 /** A Worker module's shape: `export default { fetch }`. */
