@@ -1,4 +1,6 @@
 // Each policy on a passing and a failing input, and the whole pack on the stack as built.
+import * as openpgp from "openpgp";
+import { readOpenPgpKeys } from "../components/openpgp";
 import * as pulumi from "@pulumi/pulumi";
 import type {
   EnforcementLevel,
@@ -508,9 +510,21 @@ describe("the stack as built", () => {
       opts.set(args.name, args.opts as pulumi.CustomResourceOptions);
       return undefined;
     };
+    // With a user's OpenPGP key in the Worker's binding: a public key, which no rule may
+    // mistake for a private one or a token.
+    const { publicKey } = await openpgp.generateKey({
+      type: "ecc",
+      curve: "curve25519Legacy",
+      userIDs: [{ name: "Alice", email: "alice@example.eu" }],
+      format: "armored",
+    });
+    const config = parseConfig(PROD_RAW);
+    const openpgpKeys = await readOpenPgpKeys([
+      { address: "alice@example.eu", openpgpKey: publicKey },
+    ]);
     new MailStack(
       "pprod",
-      { config: parseConfig(PROD_RAW), acmeDnsToken: "t" },
+      { config, acmeDnsToken: "t", openpgpKeys },
       { transformations: [record] },
     );
     // DNSSEC off, as the staging driver sets it (staging/plan.ts).
@@ -557,8 +571,11 @@ describe("the stack as built", () => {
         "command:remote:Command",
         "cloudflare:index/r2Bucket:R2Bucket",
         "cloudflare:index/apiToken:ApiToken",
+        "cloudflare:index/workersScript:WorkersScript",
       ]),
     );
+    const script = created.find((r) => r.name === "pprod-discovery-script")!;
+    expect(Object.keys(JSON.parse(script.inputs.bindings[0].json).wkd)).toHaveLength(1);
     expect(violations("pprod", "production")).toEqual([]);
     expect(stackViolations("pprod", "production")).toEqual([]);
   });
