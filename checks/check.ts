@@ -15,7 +15,7 @@ import {
   checkTlsRpt,
   tlsaRecords,
 } from "./records";
-import type { CheckResult, Status } from "./result";
+import { result, type CheckResult, type Status } from "./result";
 import {
   daneMatches,
   fetchHttps,
@@ -44,9 +44,6 @@ export interface CheckOptions {
   /** The HTTPS port of the Worker's names; 443 (tests serve elsewhere). */
   webPort?: number;
 }
-
-const result = (name: string, status: Status, saw: string, fix?: string): CheckResult =>
-  fix === undefined || status === "pass" ? { name, status, saw } : { name, status, saw, fix };
 
 /** What to do when the Worker does not answer as it should. */
 const WORKER_FIX =

@@ -4,8 +4,7 @@
 import { randomInt } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
-import { connect } from "node:net";
-import { isIP } from "node:net";
+import { connect, isIP } from "node:net";
 import * as packet from "dns-packet";
 
 export type QueryType = "A" | "AAAA" | "MX" | "TXT" | "PTR" | "CAA" | "TLSA" | "SOA" | "CNAME";

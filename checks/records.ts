@@ -8,21 +8,8 @@ import getDmarcRecord from "mailauth/lib/dmarc/get-dmarc-record";
 import { resolvePolicy } from "mailauth/lib/mta-sts";
 import { spf } from "mailauth/lib/spf";
 import { mailauthResolver, txtStrings, type Dns } from "./dns";
-import type { CheckResult } from "./result";
+import { fail, pass, warn, type CheckResult } from "./result";
 
-const pass = (name: string, saw: string): CheckResult => ({ name, status: "pass", saw });
-const warn = (name: string, saw: string, fix: string): CheckResult => ({
-  name,
-  status: "warn",
-  saw,
-  fix,
-});
-const fail = (name: string, saw: string, fix: string): CheckResult => ({
-  name,
-  status: "fail",
-  saw,
-  fix,
-});
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export interface MxHost {
