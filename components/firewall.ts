@@ -20,10 +20,18 @@ export const MAIL_PORTS = [
   { port: 4190, description: "ManageSieve" },
 ] as const;
 
-/** Prometheus exporters: node and Postfix. Opened only to `monitoringAllowedIps`. */
+/** Dovecot's OpenMetrics port. */
+export const DOVECOT_METRICS_PORT = 9900;
+
+/**
+ * Prometheus exporters: node (with the host's own facts and Rspamd's counters from its
+ * textfile collector), Postfix, and Dovecot's built-in OpenMetrics endpoint. Opened only to
+ * `monitoringAllowedIps`, and running only when it names someone.
+ */
 export const EXPORTER_PORTS = [
   { port: 9100, description: "node exporter" },
   { port: 9154, description: "Postfix exporter" },
+  { port: DOVECOT_METRICS_PORT, description: "Dovecot metrics" },
 ] as const;
 
 export interface FirewallSettings {

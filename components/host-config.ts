@@ -30,6 +30,10 @@ export interface HostSlots {
   relayAuth: "yes" | "no";
   /** Rspamd's antivirus module on or off. */
   clamav: boolean;
+  /** `yes` when `monitoringAllowedIps` names someone: the exporters run. */
+  monitoring: "yes" | "no";
+  /** Dovecot's OpenMetrics port: 9900 with monitoring, 0 (no listener) without. */
+  dovecotMetricsPort: number;
 }
 
 /** The blocklists postscreen asks (through the host's own resolver), weighted. */

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { hostPackages } from "../cloud-init/packages";
 import { ADMIN_USER, AUTHORIZED_KEYS_DIR, renderNftables } from "../cloud-init/render";
 import type { MailStackConfig } from "./config";
-import { inboundRules, type InboundRule } from "./firewall";
+import { DOVECOT_METRICS_PORT, inboundRules, type InboundRule } from "./firewall";
 import {
   configFiles,
   dovecotUsers,
@@ -263,14 +263,19 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
           },
         ]
       : []),
-    ...["mailstack-cert.service", "mailstack-cert.timer"].map((name) => ({
+    ...[
+      "mailstack-cert.service",
+      "mailstack-cert.timer",
+      "mailstack-metrics.service",
+      "mailstack-metrics.timer",
+    ].map((name) => ({
       path: `/etc/systemd/system/${name}`,
       mode: "0644",
       owner: "root",
       group: "root",
       content: script(name),
     })),
-    ...["mailstack-cert", "mailstack-acme-hook"].map((name) => ({
+    ...["mailstack-cert", "mailstack-acme-hook", "mailstack-metrics"].map((name) => ({
       path: `/usr/local/sbin/${name}`,
       mode: "0755",
       owner: "root",
@@ -415,6 +420,8 @@ export async function stackHostFiles(
     relayHost: cfg.relayHost ?? "",
     relayAuth: cfg.relayHost ? "yes" : "no",
     clamav: cfg.clamav,
+    monitoring: cfg.monitoringAllowedIps.length > 0 ? "yes" : "no",
+    dovecotMetricsPort: cfg.monitoringAllowedIps.length > 0 ? DOVECOT_METRICS_PORT : 0,
   });
   const users: MailUser[] = [];
   for (const u of cfg.users) {

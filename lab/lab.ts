@@ -13,6 +13,7 @@ import {
 } from "../components/host-files";
 import { labAcme, startAcme } from "./acme";
 import { labBackup, startBucket } from "./bucket";
+import { startPrometheus } from "./prometheus";
 import { startWeb } from "./web";
 import { hostResolverLabConfig, startDns, DNS_DIR } from "./dns";
 import { baseImage, releaseOf, type BaseImage } from "./image";
@@ -57,6 +58,7 @@ const HOST_TOOLS: Record<string, string> = {
   gpg: "gnupg",
   // The Web Key Directory test looks keys up as gpg does, through dirmngr.
   dirmngr: "dirmngr",
+  prometheus: "prometheus",
   "update-ca-certificates": "ca-certificates",
   python3: "python3",
   unbound: "unbound",
@@ -465,6 +467,9 @@ export async function up(): Promise<void> {
   await step("object storage for backups (s3rver, HTTPS)", () => startBucket(HOSTS));
   await step("the stack's Worker (MTA-STS, autoconfig, WKD) on a Node adapter", () =>
     startWeb(HOSTS),
+  );
+  await step("Prometheus (the shipped scrape configuration and alert rules, for alpha)", () =>
+    startPrometheus(HOSTS[0]),
   );
   if (!image.baked) await step("lab mirror (HTTP, signed)", () => startMirror(image));
   for (const h of HOSTS) await step(`${h.name}: boot`, () => bootHost(h, image, keysOf(h)));

@@ -61,6 +61,9 @@ function host(name: string, n: number, clamav: boolean): LabHost {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs lab",
       ],
       sshAllowedIps: [LAB_NET4, LAB_NET6],
+      // The lab's Prometheus scrapes from the services address; every other address of the
+      // segment (LAB_CLIENT_IP4) must find the exporters closed.
+      monitoringAllowedIps: [`${SERVICES_IP4}/32`, `${SERVICES_IP6}/128`],
       users: [
         // Alice publishes her OpenPGP key in the Web Key Directory (one key, a user ID per
         // lab domain; the public half only, made for the lab).

@@ -27,6 +27,8 @@ const SLOTS: HostSlots = {
   relayHost: "",
   relayAuth: "no",
   clamav: true,
+  monitoring: "yes",
+  dovecotMetricsPort: 9900,
 };
 
 describe("configuration tree", () => {
@@ -87,6 +89,22 @@ describe("configuration tree", () => {
       )!.content,
     ).toContain("enabled = false;");
     expect(files["/etc/dovecot/dovecot.conf"]).toMatchObject({ owner: "root", mode: "0644" });
+  });
+
+  test("metrics: Dovecot's OpenMetrics listener and the exporters run only with monitoring", () => {
+    const file = (slots: HostSlots, path: string) =>
+      configFiles(slots).find((f) => f.path === path)!.content;
+    const stats = (conf: string) =>
+      /service stats \{\s*inet_listener http \{\s*port = (\d+)/.exec(conf)?.[1];
+    expect(stats(file(SLOTS, "/etc/dovecot/dovecot.conf"))).toBe("9900");
+    expect(file(SLOTS, "/etc/mailstack/host.conf")).toContain("\nMONITORING=yes\n");
+    const off = { ...SLOTS, monitoring: "no" as const, dovecotMetricsPort: 0 };
+    expect(stats(file(off, "/etc/dovecot/dovecot.conf"))).toBe("0");
+    expect(file(off, "/etc/mailstack/host.conf")).toContain("\nMONITORING=no\n");
+    // The node exporter reads the textfile collector, where mailstack-metrics writes.
+    expect(file(SLOTS, "/etc/default/prometheus-node-exporter")).toContain(
+      "--collector.textfile.directory=/var/lib/prometheus/node-exporter",
+    );
   });
 
   test("Dovecot encrypts mail at rest with the key files provisioning installs", () => {

@@ -179,6 +179,7 @@ describe("Hetzner", () => {
       ["in", "tcp", "22", ["198.51.100.7/32", "2001:db8:7::/48"]],
       ["in", "tcp", "9100", ["198.51.100.50/32"]],
       ["in", "tcp", "9154", ["198.51.100.50/32"]],
+      ["in", "tcp", "9900", ["198.51.100.50/32"]],
       ["in", "icmp", undefined, ["0.0.0.0/0", "::/0"]],
     ]);
   });
@@ -706,6 +707,10 @@ describe("provisioning", () => {
         "/etc/ssh/authorized_keys/admin",
         "/usr/local/sbin/mailstack-cert",
         "/usr/local/sbin/mailstack-acme-hook",
+        // The host's facts for the node exporter, every minute.
+        "/etc/systemd/system/mailstack-metrics.service",
+        "/etc/systemd/system/mailstack-metrics.timer",
+        "/usr/local/sbin/mailstack-metrics",
         // Backups: settings, timers, the backup, restore and alert programs.
         "/etc/mailstack/backup.conf",
         "/etc/mailstack/backup.env",

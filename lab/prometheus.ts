@@ -1,0 +1,39 @@
+// The lab's Prometheus (Debian's package) on the services address, the one address the lab
+// hosts' exporters answer: it scrapes alpha with the shipped monitoring/prometheus.yml, the
+// targets replaced by alpha's address (the lab's names resolve only in the lab's DNS), and
+// loads the shipped alert rules.
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { daemon, waitForPort } from "./run";
+import { NETNS, SERVICES_IP4, STATE_DIR, type LabHost } from "./settings";
+
+export const PROMETHEUS_DIR = join(STATE_DIR, "prometheus");
+export const PROMETHEUS_URL = `http://${SERVICES_IP4}:9090`;
+const MONITORING = join(__dirname, "..", "monitoring");
+
+/** The shipped scrape configuration, pointed at a lab host. */
+export function labScrapeConfig(h: LabHost): string {
+  return readFileSync(join(MONITORING, "prometheus.yml"), "utf8")
+    .replaceAll("mail.example.eu", h.ipv4)
+    .replace(/scrape_interval: \d+s/, "scrape_interval: 5s")
+    .replace(/evaluation_interval: \d+s/, "evaluation_interval: 5s");
+}
+
+export async function startPrometheus(h: LabHost): Promise<void> {
+  mkdirSync(join(PROMETHEUS_DIR, "data"), { recursive: true });
+  writeFileSync(join(PROMETHEUS_DIR, "prometheus.yml"), labScrapeConfig(h));
+  copyFileSync(join(MONITORING, "alerts.yml"), join(PROMETHEUS_DIR, "alerts.yml"));
+  const log = join(PROMETHEUS_DIR, "prometheus.log");
+  daemon(
+    "ip",
+    [
+      ...["netns", "exec", NETNS, "prometheus"],
+      `--config.file=${join(PROMETHEUS_DIR, "prometheus.yml")}`,
+      `--storage.tsdb.path=${join(PROMETHEUS_DIR, "data")}`,
+      `--web.listen-address=${SERVICES_IP4}:9090`,
+    ],
+    log,
+    join(PROMETHEUS_DIR, "prometheus.pid"),
+  );
+  await waitForPort("Prometheus", SERVICES_IP4, 9090, log);
+}
