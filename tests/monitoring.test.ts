@@ -2,6 +2,7 @@
 // and runs their unit tests (monitoring/alerts.test.yml); here too, that every alert says how
 // bad it is and what to do, waits out a `for:` window, and has its unit tests fire it and
 // keep it quiet.
+import { dashboard, dashboardMetrics } from "./support/dashboard";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -127,5 +128,39 @@ describe("monitoring/alerts.yml", () => {
     );
     const wanted = rules.map((r) => `${r.alert}/${r.labels?.severity}`);
     expect(wanted.filter((w) => !fired.has(w))).toEqual([]);
+  });
+});
+
+describe("the Grafana dashboard", () => {
+  test("panels: unique ids, on the 24-column grid, each reading Prometheus for the chosen host", () => {
+    const ids = dashboard.panels.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(dashboard.templating.list.map((v) => v.name)).toEqual(["datasource", "host"]);
+    for (const p of dashboard.panels) {
+      expect([p.title, p.gridPos.x + p.gridPos.w <= 24, p.datasource.uid]).toEqual([
+        p.title,
+        true,
+        "${datasource}",
+      ]);
+      expect(p.targets.length).toBeGreaterThan(0);
+      for (const t of p.targets)
+        expect([p.title, t.expr]).toEqual([p.title, expect.stringContaining("$host")]);
+    }
+  });
+
+  test("it shows what an operator looks at: flow, rejections, spam, queue, TLS, disk, memory, certificate, backup", () => {
+    const metrics = dashboardMetrics();
+    for (const m of [
+      "postfix_smtpd_messages_processed_total",
+      "postfix_smtpd_messages_rejected_total",
+      "rspamd_actions_total",
+      "mailstack_postfix_queue_messages",
+      "postfix_smtpd_tls_connections_total",
+      "node_filesystem_avail_bytes",
+      "node_memory_MemAvailable_bytes",
+      "mailstack_certificate_expiry_timestamp_seconds",
+      "mailstack_backup_last_success_timestamp_seconds",
+    ])
+      expect(metrics).toContain(m);
   });
 });

@@ -5,6 +5,7 @@
 import { get } from "node:http";
 import { connect } from "node:net";
 import { PROMETHEUS_URL } from "../../lab/prometheus";
+import { dashboardMetrics } from "../support/dashboard";
 import { BRIDGE, LAB_CLIENT_IP4 } from "../../lab/settings";
 import { HOSTS, deliver, local, onHost, waitForMessage } from "./support";
 
@@ -134,6 +135,17 @@ test("a delivered message moves the Postfix and Dovecot counters", async () => {
   }
   expect(after.postfix).toBeGreaterThan(before.postfix);
   expect(after.lmtp).toBeGreaterThan(before.lmtp);
+});
+
+test("every metric the dashboard reads is served by one of the host's exporters", async () => {
+  // The backup's figures appear with the first backup; make sure there was one.
+  onHost(
+    alpha,
+    "sudo test -s /var/lib/prometheus/node-exporter/mailstack_backup.prom || sudo systemctl start mailstack-backup.service",
+  );
+  const served = (await Promise.all([9100, 9154, 9900].map(metrics))).join("\n");
+  const missing = dashboardMetrics().filter((m) => !new RegExp(`^${m}[{ ]`, "m").test(served));
+  expect(missing).toEqual([]);
 });
 
 test("the lab's Prometheus scrapes every job of the shipped configuration", async () => {
