@@ -7,7 +7,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { authenticate } from "mailauth";
-import { SERVICES_IP4 } from "../../lab/settings";
+import { BRIDGE, LAB_CLIENT_IP4, SERVICES_IP4 } from "../../lab/settings";
 import { HOSTS, acmeRoot, local, onHost, passwordOf, waitForMessage, withImap } from "./support";
 import { SmtpSession, message, type Reply } from "./smtp";
 
@@ -317,9 +317,14 @@ function caFile(): string {
 }
 
 describe("exposure", () => {
+  // From an address of the lab segment outside monitoringAllowedIps (which lets the services
+  // address reach the exporters: tests/lab/monitoring.test.ts).
+  beforeAll(() => {
+    local("ip", ["addr", "replace", `${LAB_CLIENT_IP4}/24`, "dev", BRIDGE]);
+  });
   const probe = (port: number) =>
     new Promise<"open" | "closed">((resolve) => {
-      const s = connect({ host: alpha.ipv4, port, timeout: 4000 });
+      const s = connect({ host: alpha.ipv4, port, timeout: 4000, localAddress: LAB_CLIENT_IP4 });
       s.once("connect", () => {
         s.destroy();
         resolve("open");
@@ -333,7 +338,7 @@ describe("exposure", () => {
 
   test("exactly 22, 25, 465, 587, 993 and 4190 answer from outside", async () => {
     const open = [22, 25, 465, 587, 993, 4190];
-    const shut = [80, 110, 143, 443, 995, 2000, 3310, 6379, 9100, 9154, 11332, 11333, 11334];
+    const shut = [80, 110, 143, 443, 995, 2000, 3310, 6379, 9100, 9154, 9900, 11332, 11333, 11334];
     const seen = await Promise.all(
       [...open, ...shut].map(async (p) => [p, await probe(p)] as const),
     );
