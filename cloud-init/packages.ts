@@ -32,9 +32,12 @@ const BASE_PACKAGES = [
   "knot-dnsutils",
   // Encrypted backups.
   "restic",
-  // Metrics for Prometheus.
+  // Metrics for Prometheus. The Postfix exporter reads Postfix's log as a file, which
+  // Debian's cloud images no longer write (journald only): rsyslog writes /var/log/mail.log
+  // (rotated by the stack's logrotate file, kept logRetentionDays).
   "prometheus-node-exporter",
   "prometheus-postfix-exporter",
+  "rsyslog",
   "ca-certificates",
 ];
 
