@@ -9,6 +9,9 @@ import { resolvePolicy } from "mailauth/lib/mta-sts";
 import { spf } from "mailauth/lib/spf";
 import { mailauthResolver, txtStrings, type Dns } from "./dns";
 import { fail, pass, warn, type CheckResult } from "./result";
+import { BLOCKLISTS, blocklistName, reverseName } from "../components/blocklists";
+
+export { BLOCKLISTS, blocklistName, reverseName };
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
@@ -71,17 +74,6 @@ export async function checkMx(
       hosts,
     };
   return { result: pass(name, saw), hosts };
-}
-
-/** The reverse name of an address (in-addr.arpa or ip6.arpa). */
-export function reverseName(address: string): string {
-  const ip = ipaddr.parse(address);
-  if (ip.kind() === "ipv4") return `${ip.toByteArray().reverse().join(".")}.in-addr.arpa`;
-  const hex = ip
-    .toByteArray()
-    .map((b) => b.toString(16).padStart(2, "0"))
-    .join("");
-  return `${[...hex].reverse().join(".")}.ip6.arpa`;
 }
 
 const sameAddress = (a: string, b: string) => {
@@ -391,24 +383,6 @@ export async function checkCaa(dns: Dns, mxHost: string): Promise<CheckResult> {
     `no CAA record at ${mxHost} or above`,
     `publish CAA 0 issue "letsencrypt.org" at ${mxHost}`,
   );
-}
-
-/**
- * DNS blocklists, with the address families each one lists. Each list answers its test
- * point 127.0.0.2 as listed: the check asks that first, so a list that refuses the
- * resolver (Spamhaus refuses public resolvers) shows as "cannot tell", not as clean.
- */
-export const BLOCKLISTS: { zone: string; ipv6: boolean }[] = [
-  { zone: "zen.spamhaus.org", ipv6: true },
-  { zone: "bl.spamcop.net", ipv6: false },
-  { zone: "b.barracudacentral.org", ipv6: false },
-  { zone: "psbl.surriel.com", ipv6: false },
-  { zone: "bl.mailspike.net", ipv6: false },
-];
-
-/** The name to ask a blocklist for an address: reversed octets or nibbles, then the zone. */
-export function blocklistName(address: string, zone: string): string {
-  return `${reverseName(address).replace(/\.(in-addr|ip6)\.arpa$/, "")}.${zone}`;
 }
 
 /** A listing is an answer in 127.0.0.0/8; 127.255.255.x are the lists' error codes. */

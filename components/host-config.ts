@@ -34,6 +34,8 @@ export interface HostSlots {
   monitoring: "yes" | "no";
   /** Dovecot's OpenMetrics port: 9900 with monitoring, 0 (no listener) without. */
   dovecotMetricsPort: number;
+  /** The host's addresses on the DNS blocklists: `<list> <address> <name>` lines. */
+  blocklistQueries: string;
 }
 
 /** The blocklists postscreen asks (through the host's own resolver), weighted. */

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostPackages } from "../cloud-init/packages";
 import { ADMIN_USER, AUTHORIZED_KEYS_DIR, renderNftables } from "../cloud-init/render";
+import { blocklistQueries } from "./blocklists";
 import type { MailStackConfig } from "./config";
 import { DOVECOT_METRICS_PORT, inboundRules, type InboundRule } from "./firewall";
 import {
@@ -268,6 +269,8 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       "mailstack-cert.timer",
       "mailstack-metrics.service",
       "mailstack-metrics.timer",
+      "mailstack-report.service",
+      "mailstack-report.timer",
     ].map((name) => ({
       path: `/etc/systemd/system/${name}`,
       mode: "0644",
@@ -275,13 +278,15 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       group: "root",
       content: script(name),
     })),
-    ...["mailstack-cert", "mailstack-acme-hook", "mailstack-metrics"].map((name) => ({
-      path: `/usr/local/sbin/${name}`,
-      mode: "0755",
-      owner: "root",
-      group: "root",
-      content: script(name),
-    })),
+    ...["mailstack-cert", "mailstack-acme-hook", "mailstack-metrics", "mailstack-report"].map(
+      (name) => ({
+        path: `/usr/local/sbin/${name}`,
+        mode: "0755",
+        owner: "root",
+        group: "root",
+        content: script(name),
+      }),
+    ),
   ];
 }
 
@@ -422,6 +427,7 @@ export async function stackHostFiles(
     clamav: cfg.clamav,
     monitoring: cfg.monitoringAllowedIps.length > 0 ? "yes" : "no",
     dovecotMetricsPort: cfg.monitoringAllowedIps.length > 0 ? DOVECOT_METRICS_PORT : 0,
+    blocklistQueries: blocklistQueries(inputs.ipv4, inputs.ipv6),
   });
   const users: MailUser[] = [];
   for (const u of cfg.users) {

@@ -1,4 +1,5 @@
 // The daemons' configuration tree and the tables made from the stack's users.
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../components/config";
@@ -15,6 +16,7 @@ import {
 } from "../components/host-config";
 import { MAIL_CRYPT_PRIVATE_KEY_PATH, MAIL_CRYPT_PUBLIC_KEY_PATH } from "../components/host-files";
 import { MINIMAL_RAW } from "./support/config";
+import { blocklistQueries } from "../components/blocklists";
 
 const SLOTS: HostSlots = {
   mailHost: "mail.example.eu",
@@ -29,6 +31,7 @@ const SLOTS: HostSlots = {
   clamav: true,
   monitoring: "yes",
   dovecotMetricsPort: 9900,
+  blocklistQueries: blocklistQueries("203.0.113.25", "2001:db8::1"),
 };
 
 describe("configuration tree", () => {
@@ -105,6 +108,23 @@ describe("configuration tree", () => {
     expect(file(SLOTS, "/etc/default/prometheus-node-exporter")).toContain(
       "--collector.textfile.directory=/var/lib/prometheus/node-exporter",
     );
+  });
+
+  test("host.conf gives mailstack-metrics the blocklist names of the host's addresses", () => {
+    const conf = configFiles(SLOTS).find((f) => f.path === "/etc/mailstack/host.conf")!.content;
+    const read = spawnSync("bash", ["-c", 'eval "$(cat)"; printf "%s\\n" "$BLOCKLIST_QUERIES"'], {
+      input: conf,
+      encoding: "utf8",
+    });
+    const nibbles = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2";
+    expect(read.stdout.trim().split("\n")).toEqual([
+      "zen.spamhaus.org 203.0.113.25 25.113.0.203.zen.spamhaus.org",
+      `zen.spamhaus.org 2001:db8::1 ${nibbles}.zen.spamhaus.org`,
+      "bl.spamcop.net 203.0.113.25 25.113.0.203.bl.spamcop.net",
+      "b.barracudacentral.org 203.0.113.25 25.113.0.203.b.barracudacentral.org",
+      "psbl.surriel.com 203.0.113.25 25.113.0.203.psbl.surriel.com",
+      "bl.mailspike.net 203.0.113.25 25.113.0.203.bl.mailspike.net",
+    ]);
   });
 
   test("Dovecot encrypts mail at rest with the key files provisioning installs", () => {
