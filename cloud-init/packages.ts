@@ -38,6 +38,8 @@ const BASE_PACKAGES = [
   "prometheus-node-exporter",
   "prometheus-postfix-exporter",
   "rsyslog",
+  // The daily report to postmaster: Postfix's log summarised by Debian's pflogsumm.
+  "pflogsumm",
   "ca-certificates",
 ];
 

@@ -711,6 +711,10 @@ describe("provisioning", () => {
         "/etc/systemd/system/mailstack-metrics.service",
         "/etc/systemd/system/mailstack-metrics.timer",
         "/usr/local/sbin/mailstack-metrics",
+        // The daily report to postmaster.
+        "/etc/systemd/system/mailstack-report.service",
+        "/etc/systemd/system/mailstack-report.timer",
+        "/usr/local/sbin/mailstack-report",
         // Backups: settings, timers, the backup, restore and alert programs.
         "/etc/mailstack/backup.conf",
         "/etc/mailstack/backup.env",
