@@ -2,6 +2,7 @@
 // whole by the pure `parseConfig` before any resource exists. A bad setting stops the run
 // with one line per problem naming the key, the rule and the value seen.
 import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
 import { defaultBackupBucket, isBucketName } from "./backup-storage";
 import { HETZNER_RAM_GB } from "./cost";
 import {
@@ -302,6 +303,48 @@ export function readSecrets(): MailStackSecrets {
   };
 }
 
+/**
+ * The `mailstack:` settings of a stack file (Pulumi.<stack>.yaml), checked by parseConfig as
+ * a stack's run checks them, for tools that work from the file alone (the privacy notice).
+ * No secret is read: one the file holds encrypted (`secure:`) counts as set, and one the
+ * settings require counts as set elsewhere (`pulumi config set --secret` on another machine,
+ * the pipeline's environment). Keys of other namespaces (`hcloud:token`) are not looked at.
+ * Throws a ConfigError naming each bad setting, or an Error when the text is no stack file.
+ */
+export function parseStackFile(yamlText: string): MailStackConfig {
+  const doc: unknown = parse(yamlText);
+  const config = isObject(doc) ? doc.config : undefined;
+  if (!isObject(config)) {
+    throw new Error("has no config: section (a stack file is Pulumi.<stack>.yaml)");
+  }
+  const raw: Record<string, unknown> = {};
+  const unknownKeys: string[] = [];
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(config)) {
+    if (!name.startsWith("mailstack:")) continue;
+    const key = name.slice("mailstack:".length);
+    const kind = CONFIG_KEYS[key];
+    const encrypted = isObject(value) && Object.keys(value).join() === "secure";
+    if (kind === undefined) unknownKeys.push(key);
+    else if (kind === "secret") raw[key] = encrypted ? SECRET_SET : value;
+    else if (encrypted) {
+      problems.push(
+        `mailstack:${key}: is encrypted in the file (set with --secret), so only the stack can ` +
+          "read it; it is no secret of the contract: set it in clear",
+      );
+    } else if (kind === "string" && (typeof value === "number" || typeof value === "boolean")) {
+      // YAML reads `hostname: 123` as a number; Pulumi hands every value over as a string.
+      raw[key] = String(value);
+    } else raw[key] = value;
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return parseConfig(raw, unknownKeys, { secretsElsewhere: true });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 /** What readConfig hands parseConfig for a secret that is set: whether it passes, not what it is. */
 function secretStandIn(key: string, value: string): unknown {
   if (PRIVATE_KEY_SECRETS.has(key)) {
@@ -309,6 +352,16 @@ function secretStandIn(key: string, value: string): unknown {
     return why === undefined ? SECRET_SET : new SecretRefused(why);
   }
   return LINE_BREAK.test(value) ? SECRET_NOT_ONE_LINE : SECRET_SET;
+}
+
+/** How parseConfig treats the secrets of the contract. */
+export interface ParseOptions {
+  /**
+   * The secrets are kept where the caller cannot see them (a tool that reads a stack file,
+   * not the stack): a secret that the settings require counts as set. One that is given is
+   * still checked, and still refused when nothing uses it. A stack's run never sets this.
+   */
+  secretsElsewhere?: boolean;
 }
 
 /**
@@ -320,7 +373,9 @@ function secretStandIn(key: string, value: string): unknown {
 export function parseConfig(
   raw: Record<string, unknown>,
   unknownKeys: string[] = [],
+  options: ParseOptions = {},
 ): MailStackConfig {
+  const secretsElsewhere = options.secretsElsewhere === true;
   const problems: string[] = [];
   // Paths refused for a line break: nothing else is reported about them, or under them.
   const notOneLine: string[] = [];
@@ -476,7 +531,7 @@ export function parseConfig(
         SECRET_SET,
       );
     }
-  } else if (values.sshProxy !== undefined) {
+  } else if (values.sshProxy !== undefined && !secretsElsewhere) {
     fail(
       "sshProxyPrivateKey",
       "is required when sshProxy is set: the private key of the bastion's account " +
@@ -545,7 +600,7 @@ export function parseConfig(
         values.relayUser,
       );
     }
-    if (!relayPasswordSet) {
+    if (!relayPasswordSet && !secretsElsewhere) {
       fail(
         "relayPassword",
         "is required when relayHost is set (pulumi config set --secret mailstack:relayPassword ...)",
@@ -641,7 +696,7 @@ export function parseConfig(
   }
 
   const backup = backupSpec(values, location, mailHost, fail);
-  backupStorage(values, backup, fail);
+  backupStorage(values, backup, secretsElsewhere, fail);
   const acmeStaging = bool("acmeStaging", false);
   const dnssec = bool("dnssec", true);
   const clamav = bool("clamav", true);
@@ -1010,7 +1065,12 @@ function backupSpec(
  * in, Hetzner the keys made in its Console. Keys for Hetzner with another provider are refused
  * as secrets that nothing uses.
  */
-function backupStorage(values: Record<string, unknown>, backup: BackupSpec, fail: Fail): void {
+function backupStorage(
+  values: Record<string, unknown>,
+  backup: BackupSpec,
+  secretsElsewhere: boolean,
+  fail: Fail,
+): void {
   const KEYS = ["backupAccessKeyId", "backupSecretAccessKey"] as const;
   const isSet = (key: string) => values[key] !== undefined && values[key] !== "";
   if (backup.provider !== "hetzner") {
@@ -1022,7 +1082,7 @@ function backupStorage(values: Record<string, unknown>, backup: BackupSpec, fail
       );
     }
   }
-  if (!backup.enabled) return;
+  if (!backup.enabled || secretsElsewhere) return;
   if (backup.provider === "hetzner") {
     const what = {
       backupAccessKeyId: "the access key",

@@ -6,6 +6,7 @@ import {
   CONFIG_KEYS,
   ConfigError,
   parseConfig,
+  parseStackFile,
   readConfig,
   readSecrets,
 } from "../components/config";
@@ -1458,5 +1459,117 @@ describe("Pulumi.yaml declares the contract", () => {
     if (raw.sshProxy !== undefined) raw.sshProxyPrivateKey = JUMP_KEY.privateOpenssh;
     // As a stack's run checks it (readConfig): with what its backup storage needs.
     expect(problems(raw)).toEqual([]);
+  });
+});
+
+describe("parseStackFile: a stack file's settings, for tools that read no secret", () => {
+  /** The problems parseStackFile reports for a stack file, or [] when it passes. */
+  function fileProblems(yamlText: string): string[] {
+    try {
+      parseStackFile(yamlText);
+      return [];
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems;
+      throw e;
+    }
+  }
+  /** A stack file holding MINIMAL_RAW's settings (no secret), plus `extra` lines. */
+  const stackFile = (...extra: string[]) =>
+    [
+      "config:",
+      "  hcloud:token:",
+      "    secure: AAABAJ4k",
+      "  mailstack:domain: example.eu",
+      "  mailstack:cloudflareZoneId: 0123456789abcdef0123456789abcdef",
+      "  mailstack:cloudflareAccountId: 00112233445566778899aabbccddeeff",
+      `  mailstack:sshPublicKeys: ["${ADMIN_KEY}"]`,
+      "  mailstack:users: [{address: alice@example.eu}]",
+      "  mailstack:acmeEmail: hostmaster@example.eu",
+      ...extra.map((line) => `  ${line}`),
+      "",
+    ].join("\n");
+
+  test.each(["Pulumi.prod.yaml", "Pulumi.staging.yaml"])(
+    "%s passes, its secrets being kept elsewhere",
+    (file) => {
+      const text = readFileSync(join(__dirname, "..", file), "utf8");
+      const c = parseStackFile(text);
+      // The same settings as the stack's run would see.
+      const raw: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(parse(text).config as Record<string, unknown>)) {
+        if (k.startsWith("mailstack:")) raw[k.slice("mailstack:".length)] = v;
+      }
+      if (raw.sshProxy !== undefined) raw.sshProxyPrivateKey = JUMP_KEY.privateOpenssh;
+      expect(c).toEqual(parseConfig(raw));
+    },
+  );
+
+  test("a required secret the file does not hold counts as set elsewhere; a stack's run refuses it", () => {
+    const settings = [
+      'mailstack:relayHost: "[smtp.relay.example]:587"',
+      "mailstack:relayUser: mailer@example.eu",
+      "mailstack:backup: {provider: hetzner}",
+    ];
+    expect(fileProblems(stackFile(...settings))).toEqual([]);
+    const raw = {
+      ...MINIMAL_RAW,
+      relayHost: "[smtp.relay.example]:587",
+      relayUser: "mailer@example.eu",
+      backup: JSON.stringify({ provider: "hetzner" }),
+    };
+    expect(problems(raw)).toEqual([
+      expect.stringMatching(/^mailstack:relayPassword: is required when relayHost is set/),
+      expect.stringMatching(/^mailstack:backupAccessKeyId: is required when backup.provider/),
+      expect.stringMatching(/^mailstack:backupSecretAccessKey: is required when backup.provider/),
+    ]);
+  });
+
+  test("an encrypted secret counts as set: one that nothing uses is still refused", () => {
+    const secret = ["mailstack:relayPassword:", "    secure: AAABAKk3"];
+    expect(fileProblems(stackFile(...secret))).toEqual([
+      "mailstack:relayPassword: is set but relayHost is not: the login is for the smarthost; " +
+        "got a secret (not shown)",
+    ]);
+    expect(
+      fileProblems(
+        stackFile(
+          ...secret,
+          'mailstack:relayHost: "[smtp.relay.example]:587"',
+          "mailstack:relayUser: mailer@example.eu",
+        ),
+      ),
+    ).toEqual([]);
+  });
+
+  test("a bad setting is named as a stack's run names it, beside the file that passes", () => {
+    expect(fileProblems(stackFile("mailstack:location: ams1"))).toEqual([
+      'mailstack:location: must be one of fsn1, nbg1, hel1; got "ams1"',
+    ]);
+    expect(parseStackFile(stackFile("mailstack:location: hel1")).location).toBe("hel1");
+  });
+
+  test("an unknown mailstack: key is refused; other namespaces are not looked at", () => {
+    expect(fileProblems(stackFile("mailstack:logRetentionDay: 30"))).toEqual([
+      expect.stringMatching(/^mailstack:logRetentionDay: is not a known setting \(known: /),
+    ]);
+    expect(parseStackFile(stackFile("mailstack:logRetentionDays: 30")).logRetentionDays).toBe(30);
+  });
+
+  test("a setting that is no secret, stored encrypted, is refused: it cannot be read", () => {
+    expect(fileProblems(stackFile("mailstack:location:", "    secure: AAABAGx1"))).toEqual([
+      "mailstack:location: is encrypted in the file (set with --secret), so only the stack can " +
+        "read it; it is no secret of the contract: set it in clear",
+    ]);
+  });
+
+  test("a string setting YAML reads as a number is taken as Pulumi hands it over", () => {
+    expect(parseStackFile(stackFile("mailstack:dkimSelector: 2025")).dkimSelector).toBe("2025");
+  });
+
+  test("a text that is no stack file is refused as a whole", () => {
+    expect(() => parseStackFile("name: mailstack\nruntime: nodejs\n")).toThrow(
+      "has no config: section (a stack file is Pulumi.<stack>.yaml)",
+    );
+    expect(() => parseStackFile("config: [\n")).toThrow();
   });
 });
