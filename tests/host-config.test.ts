@@ -79,9 +79,10 @@ describe("configuration tree", () => {
     expect(main).toContain("postscreen_dnsbl_sites = zen.spamhaus.org*3\n");
     expect(main).toContain("smtpd_tls_protocols = >=TLSv1.2\n");
     expect(main).toContain("relayhost = \n");
-    expect(files["/etc/systemd/journald.conf.d/mailstack.conf"].content).toContain(
-      "MaxRetentionSec=14day\n",
-    );
+    const journald = files["/etc/systemd/journald.conf.d/mailstack.conf"].content;
+    expect(journald).toContain("MaxRetentionSec=14day\n");
+    // Retention removes archived files only: the file journald writes is archived daily.
+    expect(journald).toContain("MaxFileSec=1day\n");
     expect(files["/etc/rspamd/local.d/dkim_signing.conf"].content).toContain(
       'path = "/etc/mailstack/dkim/mail.key";',
     );
