@@ -1,6 +1,8 @@
-import { readFileSync, readdirSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EU_LOCATIONS, parseConfig } from "../components/config";
+import { EU_LOCATIONS, parseConfig, parseStackFile } from "../components/config";
 import { DISCOVERY_HOSTS } from "../components/discovery";
 import { inboundRules } from "../components/firewall";
 import { HOST_TREE } from "../components/host-config";
@@ -17,9 +19,11 @@ import {
   toHtml,
   toMarkdown,
 } from "../components/privacy";
+import { main } from "../scripts/privacy-notice";
 import { MINIMAL_RAW, PROD_RAW } from "./support/config";
 
 const ROOT = join(__dirname, "..");
+const PROD_FILE = join(ROOT, "Pulumi.prod.yaml");
 
 /** The notice and the record, as Markdown, for raw settings on top of MINIMAL_RAW. */
 function docs(extra: Record<string, unknown> = {}) {
@@ -463,4 +467,121 @@ describe("what the texts say about the host is what the host files do", () => {
   test("the blocklists named are postscreen's", () => {
     expect(POSTSCREEN_LISTS).toEqual(["zen.spamhaus.org", "bl.mailspike.net", "list.dnswl.org"]);
   });
+});
+
+describe("npm run privacy-notice", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "privacy-"));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs main, collecting what it prints. */
+  function run(...argv: string[]) {
+    const io = { out: "", err: "" };
+    const code = main(argv, { out: (t) => (io.out += t), err: (t) => (io.err += t) });
+    return { code, ...io };
+  }
+  /** Pulumi.prod.yaml with one line changed. */
+  function prodWith(from: string, to: string): string {
+    const text = readFileSync(PROD_FILE, "utf8");
+    expect(text).toContain(from);
+    const file = join(dir, "Pulumi.test.yaml");
+    writeFileSync(file, text.replace(from, to));
+    return file;
+  }
+
+  test("--out writes the three documents of Pulumi.prod.yaml", () => {
+    const out = join(dir, "out");
+    const r = run("--config", PROD_FILE, "--out", out);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe("");
+    expect(r.err).toContain(`wrote ${join(out, "privacy-notice.md")}`);
+    expect(r.err).toMatch(/\d+ places marked \[FILL IN: \.\.\.\] are yours to complete/);
+    const expected = privacyDocuments(parseStackFile(readFileSync(PROD_FILE, "utf8")));
+    expect(readdirSync(out).sort()).toEqual(Object.keys(expected).sort());
+    for (const [name, text] of Object.entries(expected)) {
+      expect(readFileSync(join(out, name), "utf8")).toBe(text);
+    }
+    expect(expected["privacy-notice.md"]).toContain(
+      "Falkenstein, Germany (Hetzner location `fsn1`)",
+    );
+  });
+
+  test("without --out one document goes to standard output", () => {
+    const expected = privacyDocuments(parseStackFile(readFileSync(PROD_FILE, "utf8")));
+    expect(run("--config", PROD_FILE).out).toBe(expected["privacy-notice.md"]);
+    expect(run("--config", PROD_FILE, "--format", "html").out).toBe(
+      expected["privacy-notice.html"],
+    );
+    expect(run("--config", PROD_FILE, "--format", "record").out).toBe(
+      expected["record-of-processing.md"],
+    );
+  });
+
+  test("a bad setting stops it, naming the setting and the file; the same file set right passes", () => {
+    const bad = run("--config", prodWith("mailstack:location: fsn1", "mailstack:location: ams1"));
+    expect(bad.code).toBe(1);
+    expect(bad.out).toBe("");
+    expect(bad.err).toContain(`--config ${join(dir, "Pulumi.test.yaml")}: mailstack configuration`);
+    expect(bad.err).toContain('mailstack:location: must be one of fsn1, nbg1, hel1; got "ams1"');
+    const good = run("--config", prodWith("mailstack:location: fsn1", "mailstack:location: hel1"));
+    expect(good.code).toBe(0);
+    expect(good.out).toContain("Helsinki, Finland (Hetzner location `hel1`)");
+  });
+
+  test("a bad retention stops it; a good one changes the text", () => {
+    const bad = run("--config", prodWith("logRetentionDays: 14", "logRetentionDays: 365"));
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain(
+      "mailstack:logRetentionDays: must be a whole number from 1 to 90; got 365",
+    );
+    const good = run("--config", prodWith("logRetentionDays: 14", "logRetentionDays: 30"));
+    expect(good.code).toBe(0);
+    expect(good.out).toContain("| Logs (IP addresses, mail addresses, logins) | 30 days.");
+  });
+
+  test("a file that is missing or no stack file is named; the prod file passes", () => {
+    const missing = run("--config", join(dir, "Pulumi.nope.yaml"));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain(
+      `--config ${join(dir, "Pulumi.nope.yaml")}: cannot be read: ENOENT`,
+    );
+    const file = join(dir, "Pulumi.yaml");
+    writeFileSync(file, "name: mailstack\nruntime: nodejs\n");
+    const notStack = run("--config", file);
+    expect(notStack.code).toBe(1);
+    expect(notStack.err).toContain(`--config ${file}: has no config: section`);
+    expect(run("--config", PROD_FILE).code).toBe(0);
+  });
+
+  test("bad usage exits 2 with the usage", () => {
+    expect(run()).toMatchObject({ code: 2, err: expect.stringContaining("--config is required") });
+    expect(run("--config", PROD_FILE, "--format", "pdf")).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("--format must be md, html or record; got pdf"),
+    });
+    expect(run("--config", PROD_FILE, "--out", dir, "--format", "md").code).toBe(2);
+    expect(run("--config", PROD_FILE, "--bogus").code).toBe(2);
+  });
+
+  test("the npm script runs the program: prod passes, a bad file fails naming the setting", () => {
+    const npm = (...args: string[]) =>
+      spawnSync("npm", ["run", "-s", "privacy-notice", "--", ...args], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    const ok = npm("--config", "Pulumi.prod.yaml", "--out", join(dir, "out"));
+    expect(ok.stderr).toContain("privacy-notice: wrote");
+    expect(ok.status).toBe(0);
+    expect(readdirSync(join(dir, "out")).sort()).toEqual([
+      "privacy-notice.html",
+      "privacy-notice.md",
+      "record-of-processing.md",
+    ]);
+    const bad = npm("--config", prodWith("mailstack:location: fsn1", "mailstack:location: ams1"));
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('mailstack:location: must be one of fsn1, nbg1, hel1; got "ams1"');
+  }, 90_000);
 });
