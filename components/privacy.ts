@@ -7,6 +7,7 @@
 // Whatever only the operator can say (who they are, the legal basis, the contracts) is left
 // as a marked gap: [FILL IN: ...].
 import { MAIL_ROOT } from "../cloud-init/render";
+import { R2_JURISDICTION } from "./backup-storage";
 import { ANYWHERE, type Location, type MailStackConfig } from "./config";
 import { DISCOVERY_HOSTS } from "./discovery";
 import { POSTSCREEN_DNSBL_SITES } from "./host-config";
@@ -94,13 +95,12 @@ const plural = (n: number, unit: string, units = `${unit}s`) => `${n} ${n === 1 
 
 /** `7 daily, 4 weekly and 12 monthly snapshots`, leaving out what is 0. */
 export function backupRetention(b: MailStackConfig["backup"]): string {
-  const parts = [
+  const kept: [number, string][] = [
     [b.keepDaily, "daily"],
     [b.keepWeekly, "weekly"],
     [b.keepMonthly, "monthly"],
-  ]
-    .filter(([n]) => (n as number) > 0)
-    .map(([n, what]) => `${n} ${what}`);
+  ];
+  const parts = kept.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
   const last = parts.pop() ?? "";
   const all = parts.length > 0 ? `${parts.join(", ")} and ${last}` : last;
   return `${all} snapshot${b.keepDaily + b.keepWeekly + b.keepMonthly === 1 ? "" : "s"}`;
@@ -116,7 +116,7 @@ export function backupHorizon(b: MailStackConfig["backup"]): string {
   return plural(b.keepDaily, "day");
 }
 
-/** Where the backups are, as a phrase: `Cloudflare R2, in its EU jurisdiction`. */
+/** Where the backups are, as a phrase: `Cloudflare R2, bucket ... in R2's EU jurisdiction ...`. */
 function backupPlace(cfg: MailStackConfig): Span[] {
   const b = cfg.backup;
   if (b.provider === "r2") {
@@ -124,7 +124,7 @@ function backupPlace(cfg: MailStackConfig): Span[] {
       "Cloudflare R2, bucket ",
       code(b.bucket),
       " in R2's EU jurisdiction (",
-      code("eu"),
+      code(R2_JURISDICTION),
       "): the objects are stored in the EU",
     ];
   }
@@ -144,7 +144,6 @@ function facts(cfg: MailStackConfig) {
     place: placeOf(cfg.location),
     postmaster: `postmaster@${cfg.domain}`,
     keys,
-    backup: cfg.backup.enabled,
     monitoring: cfg.monitoringAllowedIps.length > 0,
     relay: cfg.relayHost !== undefined,
     discoveryHosts: DISCOVERY_HOSTS.map((label) => `${label}.${cfg.domain}`),
@@ -373,7 +372,7 @@ export function privacyNotice(cfg: MailStackConfig): Doc {
         ? [
             "Cloudflare, Inc., USA",
             "Stores the backups (Cloudflare R2)",
-            ["EU (R2 jurisdiction ", code("eu"), ")"],
+            ["EU (R2 jurisdiction ", code(R2_JURISDICTION), ")"],
             "The backups, encrypted: without the key, which stays with the operator, they " +
               "cannot be read",
           ]
@@ -606,7 +605,7 @@ export function recordOfProcessing(cfg: MailStackConfig): Doc {
         b.provider === "r2"
           ? [
               "The objects stay in the EU (R2 jurisdiction ",
-              code("eu"),
+              code(R2_JURISDICTION),
               "); Cloudflare, Inc. is a US company. Safeguard: ",
               fill("as for Cloudflare above"),
             ]
@@ -797,11 +796,11 @@ export function recordOfProcessing(cfg: MailStackConfig): Doc {
     ["backup.enabled", code(String(b.enabled))],
   ];
   if (b.enabled) {
+    settings.push(["backup.provider", code(b.provider)]);
+    if (b.provider === "hetzner") {
+      settings.push(["backup.location", code(b.location ?? cfg.location)]);
+    }
     settings.push(
-      ["backup.provider", code(b.provider)],
-      ...(b.provider === "hetzner"
-        ? [["backup.location", code(b.location ?? cfg.location)] as Text[]]
-        : []),
       ["backup.bucket", code(b.bucket)],
       ["backup.schedule", code(b.schedule)],
       [
