@@ -259,6 +259,12 @@ export function privacyNotice(cfg: MailStackConfig): Doc {
         "names your address, and your name if the key does.",
     ]);
   }
+  what.push([
+    strong("The daily report"),
+    ": each morning the server mails its postmaster a summary of the day before, drawn from " +
+      "the logs: the busiest senders and recipients, rejected mail with the sending server, " +
+      "and the IP addresses blocked most. Purpose: running the service and noticing abuse.",
+  ]);
   if (b.enabled) {
     what.push([
       strong("Backups"),
@@ -322,6 +328,10 @@ export function privacyNotice(cfg: MailStackConfig): Doc {
       "Logs (IP addresses, mail addresses, logins)",
       `${plural(cfg.logRetentionDays, "day")}. Logs are cleared daily, so an entry is gone at ` +
         "most a day after that.",
+    ],
+    [
+      "The daily report to postmaster",
+      "In the postmaster's mailbox, until deleted there, like any other mail.",
     ],
     [
       "Blocked IP addresses",

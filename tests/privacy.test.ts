@@ -437,6 +437,17 @@ describe("what the texts say about the host is what the host files do", () => {
     expect(logrotate).toContain("/var/log/mail.log");
   });
 
+  test("the daily report the notice names is mailed to postmaster each morning", () => {
+    const files = join(ROOT, "cloud-init", "files");
+    expect(readFileSync(join(files, "mailstack-report.timer"), "utf8")).toMatch(
+      /^OnCalendar=\*-\*-\* 06:00:00$/m,
+    );
+    expect(readFileSync(join(files, "mailstack-report"), "utf8")).toContain(
+      "To: postmaster@$MAIL_DOMAIN",
+    );
+    expect(docs().notice).toContain("**The daily report**: each morning the server mails");
+  });
+
   test("a backup holds what the record lists, and no logs", () => {
     const script = readFileSync(join(ROOT, "cloud-init/files/mailstack-backup"), "utf8");
     const sources = /^SOURCES=\(([^)]*)\)$/m.exec(script)?.[1].split(" ");
