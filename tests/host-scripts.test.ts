@@ -85,3 +85,21 @@ describe("mailstack-report", () => {
     ]);
   });
 });
+
+describe("failures postmaster hears of", () => {
+  test("a failed certificate renewal, backup, backup check or report mails postmaster; the every-minute metrics do not", () => {
+    const onFailure = (unit: string) =>
+      /^OnFailure=mailstack-alert@%N\.service$/m.test(
+        readFileSync(join(FILES, `${unit}.service`), "utf8"),
+      );
+    for (const unit of [
+      "mailstack-cert",
+      "mailstack-backup",
+      "mailstack-backup-check",
+      "mailstack-report",
+    ]) {
+      expect([unit, onFailure(unit)]).toEqual([unit, true]);
+    }
+    expect(onFailure("mailstack-metrics")).toBe(false);
+  });
+});
