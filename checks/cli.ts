@@ -15,6 +15,8 @@ const USAGE = `usage: npm run check -- <domain> [options]
   --ca FILE         also trust the CA certificates in FILE (PEM): a lab or ACME staging CA
   --staging         a staging stack: unsigned zone and MTA-STS testing mode only warn
   --timeout MS      deadline of each network step; default 15000
+  --ipv4-only       connect to the IPv4 addresses only (where IPv6 does not reach, such as
+                    GitHub's hosted runners); the IPv6 ones' DNS and PTR are still checked
   --json            the results as JSON`;
 
 export interface StackSettings {
@@ -55,6 +57,7 @@ export async function main(argv: string[]): Promise<number> {
         ca: { type: "string", multiple: true },
         staging: { type: "boolean" },
         timeout: { type: "string" },
+        "ipv4-only": { type: "boolean" },
         json: { type: "boolean" },
         help: { type: "boolean" },
       },
@@ -107,6 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     ca,
     timeoutMs,
     staging: values.staging ?? stack.staging,
+    ipv4Only: values["ipv4-only"],
   });
   const seconds = (Date.now() - started) / 1000;
   const failed = results.filter((r) => r.status === "fail").length;
