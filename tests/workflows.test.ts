@@ -115,6 +115,17 @@ describe("the real workflows", () => {
     expect(parse(workflows["deploy.yml"]).on).toEqual({ push: { branches: ["main"] } });
   });
 
+  test("deploy.yml: after pulumi up, the outside-in checker runs over IPv4 (hosted runners have no IPv6)", () => {
+    const steps = parse(workflows["deploy.yml"]).jobs.deploy.steps as any[];
+    const names = steps.map((s) => s.name);
+    const check = steps.find((s) => s.name === "outside-in check of the deployed domain");
+    expect(names.indexOf(check.name)).toBeGreaterThan(names.indexOf("pulumi up of prod"));
+    expect(check.run).toContain(
+      "npm run check -- --config Pulumi.prod.yaml --ipv4-only --resolver 1.1.1.1 --resolver 9.9.9.9",
+    );
+    expect(check.env).toBeUndefined();
+  });
+
   test("deploy.yml: the replacement allowance comes from the merged pull request's label alone", () => {
     const deploy = parse(workflows["deploy.yml"]).jobs.deploy;
     const steps = deploy.steps as any[];
