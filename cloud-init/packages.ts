@@ -38,8 +38,11 @@ const BASE_PACKAGES = [
   "prometheus-node-exporter",
   "prometheus-postfix-exporter",
   "rsyslog",
-  // The daily report to postmaster: Postfix's log summarised by Debian's pflogsumm.
+  // The daily report to postmaster: Postfix's log summarised by Debian's pflogsumm, and
+  // the installed packages with known vulnerabilities, from Debian's security tracker by
+  // debsecan (whose own daily mail to root /etc/default/debsecan turns off).
   "pflogsumm",
+  "debsecan",
   "ca-certificates",
 ];
 

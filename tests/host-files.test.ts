@@ -45,6 +45,8 @@ describe("host files: what may change on a running host", () => {
     for (const p of ["postfix", "dovecot-imapd", "dovecot-lmtpd", "rspamd", "redis-server"]) {
       expect(list.split("\n")).toContain(p);
     }
+    // The daily report's tools: Postfix's log summary, the known vulnerabilities.
+    for (const p of ["pflogsumm", "debsecan"]) expect(list.split("\n")).toContain(p);
     expect(list).toContain("clamav-daemon");
     expect(content({ ...SETTINGS, clamav: false }, "/etc/mailstack/packages.list")).not.toContain(
       "clamav",

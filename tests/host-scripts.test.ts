@@ -1,11 +1,13 @@
 // mailstack-metrics' blocklist figures and mailstack-report's refusal of bad input, run here
 // with the real scripts and bash, kdig replaced by a stub that answers from a table (the lab
-// runs both against a real host: tests/lab/monitoring.test.ts).
+// runs both against a real host: tests/lab/monitoring.test.ts); debsecan's cron run with the
+// settings the host gets.
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blocklistQueries } from "../components/blocklists";
+import { HOST_TREE } from "../components/host-config";
 
 const FILES = join(__dirname, "..", "cloud-init", "files");
 
@@ -83,6 +85,28 @@ describe("mailstack-report", () => {
       2,
       "usage: mailstack-report [--day yesterday|today] [--print]",
     ]);
+  });
+});
+
+describe("debsecan: Debian's own daily mail to root stays off (the daily report has the figures)", () => {
+  test("its cron run stops at once, before it reads or fetches anything", () => {
+    // A history file debsecan cannot parse: a cron run that went past the REPORT setting
+    // would read it and stop with a traceback.
+    const dir = mkdtempSync(join(tmpdir(), "debsecan-cron-"));
+    writeFileSync(join(dir, "history"), "VERSION 1\nnot a time\n");
+    const shipped = readFileSync(join(HOST_TREE, "etc", "default", "debsecan"), "utf8");
+    const cron = (config: string) => {
+      writeFileSync(join(dir, "config"), config);
+      const res = spawnSync(
+        "debsecan",
+        ["--cron", "--config", join(dir, "config"), "--history", join(dir, "history")],
+        { encoding: "utf8" },
+      );
+      return [res.status, res.stdout, /ValueError/.test(res.stderr)];
+    };
+    expect(cron(shipped)).toEqual([0, "", false]);
+    // The control: Debian's default, REPORT=true, goes on to the history.
+    expect(cron(shipped.replace(/^REPORT=false$/m, "REPORT=true"))).toEqual([1, "", true]);
   });
 });
 
