@@ -1,11 +1,19 @@
-// mailstack-metrics' blocklist figures and mailstack-report's refusal of bad input, run here
-// with the real scripts and bash, kdig replaced by a stub that answers from a table (the lab
-// runs both against a real host: tests/lab/monitoring.test.ts); debsecan's cron run with the
-// settings the host gets.
+// mailstack-metrics' blocklist figures, mailstack-report's refusal of bad input and its
+// known-vulnerabilities section, run here with the real scripts, bash and debsecan; kdig,
+// fail2ban, the journal, doveadm and pflogsumm replaced by stubs (the lab runs both scripts
+// against a real host: tests/lab/monitoring.test.ts).
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { deflateSync } from "node:zlib";
 import { blocklistQueries } from "../components/blocklists";
 import { HOST_TREE } from "../components/host-config";
 
@@ -85,6 +93,151 @@ describe("mailstack-report", () => {
       2,
       "usage: mailstack-report [--day yesterday|today] [--print]",
     ]);
+  });
+});
+
+describe("mailstack-report: known vulnerabilities (debsecan)", () => {
+  // The feed as Debian's security tracker serves it for one release (debsecan fetches
+  // <source>/<suite> and inflates it with zlib), written out: the vulnerabilities, then per
+  // package "<package>,<index>,<kind><urgency><remote><F when the release has the fix>,
+  // <fixed in unstable>,<fixed versions in the release>", then the binaries of a source.
+  // Beside it a dpkg status file: bash at the release's fixed version, openssl's two
+  // binaries before it, postfix with a vulnerability no release has fixed.
+  const FIXTURES = join(__dirname, "fixtures", "debsecan");
+  // The report asks for the host's release by its code name from /etc/os-release: here, this
+  // machine's.
+  const suite = /^VERSION_CODENAME="?([a-z]+)"?$/m.exec(
+    readFileSync("/etc/os-release", "utf8"),
+  )?.[1];
+  const heading = `Known vulnerabilities (debsecan, Debian ${suite})`;
+
+  /** Runs `mailstack-report --print` with debsecan reading this feed source and dpkg status. */
+  function printReport(source: (feedDir: string) => string, status = join(FIXTURES, "status")) {
+    const dir = mkdtempSync(join(tmpdir(), "mailstack-report-"));
+    const [etc, bin, collector, feed] = ["etc", "bin", "collector", "feed"].map((d) =>
+      join(dir, d),
+    );
+    for (const d of [etc, bin, collector, feed]) mkdirSync(d);
+    writeFileSync(join(etc, "host.conf"), "MAIL_DOMAIN=b.example\nMAIL_HOST=mail.b.example\n");
+    writeFileSync(join(feed, suite!), deflateSync(readFileSync(join(FIXTURES, "feed"))));
+    writeFileSync(
+      join(collector, "mailstack.prom"),
+      "mailstack_certificate_expiry_timestamp_seconds 4102444800\n",
+    );
+    // The other sections' tools: fail2ban with one jail, an empty journal, no quotas.
+    const stubs: Record<string, string> = {
+      "fail2ban-client": `[ "$*" = status ] && echo '\`- Jail list: sshd' || echo '\`- Currently banned: 0'`,
+      journalctl: "exit 0",
+      doveadm: "exit 1",
+      pflogsumm: "echo 'Grand Totals'",
+    };
+    for (const [name, body] of Object.entries(stubs)) {
+      writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`);
+      chmodSync(join(bin, name), 0o755);
+    }
+    // No proxy may stand between debsecan and the source this test names.
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !/_proxy$/i.test(k)),
+    );
+    const res = spawnSync("bash", [join(FILES, "mailstack-report"), "--day", "today", "--print"], {
+      env: {
+        ...env,
+        PATH: `${bin}:${process.env.PATH}`,
+        MAILSTACK_ETC: etc,
+        MAILSTACK_METRICS_DIR: collector,
+        MAILSTACK_DEBSECAN_SOURCE: source(feed),
+        MAILSTACK_DPKG_STATUS: status,
+      },
+      encoding: "utf8",
+    });
+    const lines = res.stdout.split("\n");
+    const prom = join(collector, "mailstack_vulnerabilities.prom");
+    return {
+      status: res.status,
+      stderr: res.stderr,
+      // Each section's title: the line above a line of "=" as long as it.
+      headings: lines.filter((l, i) => l !== "" && lines[i + 1] === "=".repeat(l.length)),
+      // The section, the report's last, to its end.
+      section: lines.slice(lines.indexOf(heading)).filter((l) => l !== ""),
+      text: res.stdout,
+      figures: existsSync(prom) ? series(readFileSync(prom, "utf8")) : undefined,
+    };
+  }
+
+  const HEADINGS = [
+    "Mail (Postfix's log, by pflogsumm)",
+    "Spam and viruses (Rspamd)",
+    "Bans (fail2ban)",
+    "Disks and mailboxes",
+    "Certificate and backup",
+    heading,
+  ];
+
+  test("the machine names its release, as a Debian host does", () => {
+    expect(suite).toMatch(/^[a-z]+$/);
+  });
+
+  test("lists the vulnerabilities whose fix is in the release but not installed, and counts all", () => {
+    const r = printReport((feed) => `file://${feed}`);
+    expect([r.status, r.stderr]).toEqual([0, ""]);
+    // openssl's CVE on both its binaries (the fix is out, the host has not installed it);
+    // postfix's, which has no fix, only counted; bash's not at all: its fix is installed.
+    expect(r.section).toEqual([
+      heading,
+      "=".repeat(heading.length),
+      "known: 2 vulnerabilities in 3 installed packages",
+      `fixed in ${suite} but not installed: 1 vulnerability in 2 packages`,
+      "  CVE-2099-0001 libssl3t64 (remotely exploitable, high urgency)",
+      "  CVE-2099-0001 openssl (remotely exploitable, high urgency)",
+    ]);
+    expect(r.headings).toEqual(HEADINGS);
+    expect(r.figures).toEqual([
+      'mailstack_vulnerable_packages{fixed="yes"} 2',
+      'mailstack_vulnerable_packages{fixed="no"} 1',
+    ]);
+  });
+
+  test("a host with every fix installed and no other known vulnerability: none, and zeros", () => {
+    // bash alone, at the version that fixed its vulnerability.
+    const status = join(mkdtempSync(join(tmpdir(), "dpkg-")), "status");
+    writeFileSync(status, readFileSync(join(FIXTURES, "status"), "utf8").split("\n\n")[0] + "\n");
+    const r = printReport((feed) => `file://${feed}`, status);
+    expect([r.status, r.stderr]).toEqual([0, ""]);
+    expect(r.section).toEqual([
+      heading,
+      "=".repeat(heading.length),
+      "known: none",
+      `fixed in ${suite} but not installed: none`,
+    ]);
+    expect(r.figures).toEqual([
+      'mailstack_vulnerable_packages{fixed="yes"} 0',
+      'mailstack_vulnerable_packages{fixed="no"} 0',
+    ]);
+  });
+
+  test("its service may reach the tracker once the network is up, and write the figures", () => {
+    const unit = readFileSync(join(FILES, "mailstack-report.service"), "utf8");
+    expect(unit).toMatch(/^Wants=network-online\.target$/m);
+    expect(unit).toMatch(/^After=.*\bnetwork-online\.target\b/m);
+    expect(unit).toMatch(/^RestrictAddressFamilies=.*\bAF_INET AF_INET6\b/m);
+    expect(unit).toMatch(/^ReadWritePaths=.* -\/var\/lib\/prometheus\/node-exporter( |$)/m);
+  });
+
+  test("a feed that cannot be read is said so, with debsecan's error, and the report goes on", () => {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    const r = printReport(() => "http://127.0.0.1:1");
+    expect(r.status).toBe(0);
+    expect(r.section).toEqual([
+      heading,
+      "=".repeat(heading.length),
+      "The vulnerability feed could not be read (debsecan exited 1), so none are listed today:",
+      `  error: while downloading http://127.0.0.1:1/${suite}:`,
+      "  error: [Errno 111] Connection refused",
+    ]);
+    expect(r.headings).toEqual(HEADINGS);
+    expect(r.text).toContain("\ncertificate: expires 2100-01-01 00:00:00 UTC, in ");
+    // No figures rather than made-up ones.
+    expect(r.figures).toBeUndefined();
   });
 });
 
