@@ -1,7 +1,8 @@
 // mailstack-metrics' blocklist figures, mailstack-report's refusal of bad input and its
 // known-vulnerabilities section, run here with the real scripts, bash and debsecan; kdig,
 // fail2ban, the journal, doveadm and pflogsumm replaced by stubs (the lab runs both scripts
-// against a real host: tests/lab/monitoring.test.ts).
+// against a real host: tests/lab/monitoring.test.ts); debsecan's cron run with the settings
+// the host gets.
 import { spawnSync } from "node:child_process";
 import {
   chmodSync,
