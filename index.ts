@@ -21,6 +21,8 @@ export = async () => {
     clientSettings: stack.clientSettings,
     userPasswords: pulumi.secret(stack.userPasswords),
     rspamdControllerPassword: pulumi.secret(stack.rspamdControllerPassword),
+    // With adminMfa totp: the otpauth:// URI of the admin account's second factor.
+    adminTotpUri: stack.adminTotpUri && pulumi.secret(stack.adminTotpUri),
     monthlyCostEur: stack.monthlyCostEur,
     dnssecDs: stack.dnssecDs,
     // Unset without backups. The password is the one key to the snapshots: kept in the

@@ -24,6 +24,8 @@ const BASE_PACKAGES = [
   "nftables",
   "fail2ban",
   "unattended-upgrades",
+  // The TOTP second factor of people's SSH logins (mailstack:adminMfa totp).
+  "libpam-oath",
   // Lynis, to audit the whole host (docs/security.md).
   "lynis",
   // Certificates by DNS-01. certbot's DNS plugins follow no CNAME, so mailstack-acme-hook

@@ -23,6 +23,16 @@ export const DMARC_POLICIES = ["none", "quarantine", "reject"] as const;
 export type DmarcPolicy = (typeof DMARC_POLICIES)[number];
 export const MTA_STS_MODES = ["enforce", "testing", "none"] as const;
 export type MtaStsMode = (typeof MTA_STS_MODES)[number];
+/**
+ * `mailstack:adminMfa`, the second factor people's SSH logins (the admin account) need:
+ * `totp`, a code from an authenticator app after the key; `fido2`, FIDO2 security keys
+ * that verify their holder (PIN or fingerprint); `off`, the key alone. The deployment's key
+ * is not a person's and keeps working alone in every mode.
+ */
+export const ADMIN_MFA_MODES = ["off", "totp", "fido2"] as const;
+export type AdminMfa = (typeof ADMIN_MFA_MODES)[number];
+/** The SSH key types of FIDO2 security keys (ssh-keygen -t ed25519-sk / ecdsa-sk). */
+export const FIDO2_KEY_TYPES = ["sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"];
 
 /**
  * Smallest server memory, in GB, for a host with ClamAV: clamd holds about 1.5 GB of
@@ -97,6 +107,8 @@ export interface MailStackConfig {
   serverType: string;
   image: string;
   sshPublicKeys: string[];
+  /** The second factor of people's SSH logins (ADMIN_MFA_MODES). */
+  adminMfa: AdminMfa;
   sshAllowedIps: string[];
   /** The bastion provisioning connects through; direct when unset. */
   sshProxy?: SshProxySpec;
@@ -161,6 +173,7 @@ export const CONFIG_KEYS: Record<string, Kind> = {
   serverType: "string",
   image: "string",
   sshPublicKeys: "json",
+  adminMfa: "string",
   sshAllowedIps: "json",
   sshProxy: "json",
   volumeSizeGb: "integer",
@@ -506,9 +519,19 @@ export function parseConfig(
   } else if (sshPublicKeys.length === 0) {
     fail("sshPublicKeys", "must hold at least one SSH public key (login is key-only)", []);
   }
+  const adminMfa = oneOf("adminMfa", ADMIN_MFA_MODES, "off");
   sshPublicKeys.forEach((key, i) => {
     const why = sshPublicKeyProblem(key);
     if (why) fail(`sshPublicKeys[${i}]`, why, key);
+    else if (adminMfa === "fido2" && !FIDO2_KEY_TYPES.includes(key.trim().split(/\s+/)[0])) {
+      fail(
+        `sshPublicKeys[${i}]`,
+        "must be a FIDO2 security key (sk-ssh-ed25519@openssh.com or " +
+          "sk-ecdsa-sha2-nistp256@openssh.com) while adminMfa is fido2: make one with " +
+          "ssh-keygen -t ed25519-sk -O verify-required, or set adminMfa to totp",
+        key,
+      );
+    }
   });
   const sshAllowedIps = cidrList(values, "sshAllowedIps", ANYWHERE, fail);
   const monitoringAllowedIps = cidrList(values, "monitoringAllowedIps", [], fail);
@@ -745,6 +768,7 @@ export function parseConfig(
     serverType,
     image,
     sshPublicKeys: sshPublicKeys.map((k) => k.trim()),
+    adminMfa,
     sshAllowedIps,
     ...(sshProxy ? { sshProxy } : {}),
     volumeSizeGb,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { hostPackages } from "../cloud-init/packages";
 import { ADMIN_USER, AUTHORIZED_KEYS_DIR, renderNftables } from "../cloud-init/render";
 import { blocklistQueries } from "./blocklists";
-import type { MailStackConfig } from "./config";
+import { FIDO2_KEY_TYPES, type AdminMfa, type MailStackConfig } from "./config";
 import { DOVECOT_METRICS_PORT, inboundRules, type InboundRule } from "./firewall";
 import {
   configFiles,
@@ -120,6 +120,10 @@ export interface HostFileSettings {
   clamav: boolean;
   /** People's SSH public keys (`sshPublicKeys`). */
   adminKeys: string[];
+  /** The second factor people's SSH logins need (`adminMfa`). */
+  adminMfa: AdminMfa;
+  /** The admin account's TOTP secret (RFC 6238, 20 bytes as hex): with adminMfa totp. */
+  adminTotpSecretHex?: string;
   /** The configured inbound rules. */
   firewall: InboundRule[];
   dkimSelector: string;
@@ -157,6 +161,62 @@ function acmeCredentials(dns: AcmeDns): string {
 const script = (name: string) =>
   readFileSync(join(__dirname, "..", "cloud-init", "files", name), "utf8");
 
+/** pam_oath's file of the admin account's TOTP secret; pam_oath notes the last code used in it. */
+export const ADMIN_TOTP_PATH = `${KEY_DIR}/admin.oath`;
+/** The PAM service of people's SSH logins (sshd's PAMServiceName for the admin account). */
+export const ADMIN_PAM_SERVICE = "mailstack-admin";
+
+/**
+ * sshd's settings for people's logins (the admin account) after the shared ones: the second
+ * factor of `adminMfa`. The deployment account is never matched: its key works alone.
+ */
+function adminMfaSshd(mode: AdminMfa): string {
+  if (mode === "off") return "";
+  const body =
+    mode === "totp"
+      ? [
+          "# mailstack:adminMfa totp: the key, then a code from the authenticator app (PAM,",
+          `# /etc/pam.d/${ADMIN_PAM_SERVICE}).`,
+          `Match User ${ADMIN_USER}`,
+          "  AuthenticationMethods publickey,keyboard-interactive:pam",
+          "  KbdInteractiveAuthentication yes",
+          `  PAMServiceName ${ADMIN_PAM_SERVICE}`,
+        ]
+      : [
+          "# mailstack:adminMfa fido2: FIDO2 security keys only, each signature with the holder",
+          "# verified by the key (PIN or fingerprint) as well as touched.",
+          `Match User ${ADMIN_USER}`,
+          `  PubkeyAcceptedAlgorithms ${FIDO2_KEY_TYPES.join(",")}`,
+          "  PubkeyAuthOptions touch-required verify-required",
+        ];
+  return ["", ...body, ""].join("\n");
+}
+
+/** With adminMfa totp: the secret for pam_oath and the PAM service that asks for the code. */
+function adminTotpFiles(s: HostFileSettings): HostFile[] {
+  if (s.adminMfa !== "totp") return [];
+  const secret = s.adminTotpSecretHex ?? "";
+  if (!/^([0-9a-f]{2}){20,}$/.test(secret)) {
+    throw new Error("adminMfa totp needs adminTotpSecretHex: at least 20 bytes as lower-case hex");
+  }
+  return [
+    {
+      path: ADMIN_TOTP_PATH,
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      content: `HOTP/T30/6 ${ADMIN_USER} - ${secret}\n`,
+    },
+    {
+      path: `/etc/pam.d/${ADMIN_PAM_SERVICE}`,
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: script("pam-mailstack-admin"),
+    },
+  ];
+}
+
 /** Settings and secrets that may change on a running host, as files. */
 export function hostFiles(s: HostFileSettings): HostFile[] {
   checkMailCryptKey(s.mailCrypt);
@@ -177,8 +237,9 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       mode: "0644",
       owner: "root",
       group: "root",
-      content: script("sshd-mailstack.conf"),
+      content: script("sshd-mailstack.conf") + adminMfaSshd(s.adminMfa),
     },
+    ...adminTotpFiles(s),
     {
       // People's keys, in root's file: the admin account cannot add one. The deployment
       // key's file comes with userData and is never rewritten here.
@@ -385,6 +446,8 @@ export interface StackHostInputs {
   /** The addresses that carry the PTR. */
   ipv4: string;
   ipv6: string;
+  /** With adminMfa totp: the admin account's TOTP secret, hex (`adminTotpUri` holds it). */
+  adminTotpSecretHex?: string;
   /** address -> the password the stack generated (`userPasswords`). */
   passwords: Record<string, string>;
   /** Password of Rspamd's web interface (`rspamdControllerPassword`). */
@@ -408,6 +471,8 @@ export async function stackHostFiles(
     fqdn: cfg.mailHost,
     acme: inputs.acme,
     adminKeys: cfg.sshPublicKeys,
+    adminMfa: cfg.adminMfa,
+    ...(inputs.adminTotpSecretHex ? { adminTotpSecretHex: inputs.adminTotpSecretHex } : {}),
     firewall: inboundRules(cfg),
     dkimSelector: cfg.dkimSelector,
     dkimPrivateKeyPem: inputs.dkimPrivateKeyPem,

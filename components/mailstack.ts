@@ -6,6 +6,7 @@ import { discoverySite } from "./discovery";
 import { MailDiscovery } from "./discovery-worker";
 import { clientSettings, type ClientSettings } from "./client-settings";
 import type { MailStackConfig } from "./config";
+import { adminTotpUri } from "./admin-mfa";
 import { monthlyCostEur } from "./cost";
 import { MailDns, recordResourceNames } from "./dns";
 import { checkExistingRecords } from "./existing-records";
@@ -72,6 +73,11 @@ export class MailStack extends pulumi.ComponentResource {
   readonly clientSettings: ClientSettings;
   /** address -> generated password; secret. */
   readonly userPasswords: pulumi.Output<Record<string, string>>;
+  /**
+   * With adminMfa totp: the admin account's TOTP secret as an otpauth:// URI, for an
+   * authenticator app (scan it as a QR code); secret. Unset otherwise.
+   */
+  readonly adminTotpUri: pulumi.Output<string> | undefined;
   /** Password of Rspamd's web interface (loopback only: reach it through SSH); secret. */
   readonly rspamdControllerPassword: pulumi.Output<string>;
   readonly monthlyCostEur: number | undefined;
@@ -294,6 +300,12 @@ export class MailStack extends pulumi.ComponentResource {
       { length: 24, special: false },
       parent,
     ).result;
+    // 20 random bytes, the length RFC 4226 recommends for HMAC-SHA1; kept in the state, so
+    // the authenticator apps set up once keep working across deployments.
+    const totpHex =
+      cfg.adminMfa === "totp"
+        ? new random.RandomBytes(`${name}-admin-totp`, { length: 20 }, parent).hex
+        : undefined;
     const passwordMap = pulumi
       .all(passwords.map(([, pw]) => pw))
       .apply((pws) => Object.fromEntries(passwords.map(([address], i) => [address, pws[i]])));
@@ -311,13 +323,14 @@ export class MailStack extends pulumi.ComponentResource {
       acmeDnsToken,
       pulumi.output(args.relayPassword),
       backup,
+      pulumi.output(totpHex),
     ]);
     const files = pulumi
       .all([keys, secrets, this.server.ipv4, this.server.ipv6])
       .apply(
         ([
           [dkimPrivateKeyPem, tlsPrivateKeyPem, mailCryptPrivateKeyPem, mailCryptPublicKeyPem],
-          [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword, backup],
+          [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword, backup, totp],
           ipv4,
           ipv6,
         ]) =>
@@ -333,6 +346,7 @@ export class MailStack extends pulumi.ComponentResource {
             passwords,
             rspamdControllerPassword,
             relayPassword,
+            ...(totp ? { adminTotpSecretHex: totp } : {}),
             acme: stackAcme(cfg, acmeDnsToken),
             ...(backup ? { backup } : {}),
           }),
@@ -362,6 +376,8 @@ export class MailStack extends pulumi.ComponentResource {
     this.clientSettings = clientSettings(cfg.mailHost);
     this.userPasswords = pulumi.secret(passwordMap);
     this.rspamdControllerPassword = pulumi.secret(rspamdPassword);
+    this.adminTotpUri =
+      totpHex && pulumi.secret(totpHex.apply((hex) => adminTotpUri(cfg.mailHost, hex)));
     this.monthlyCostEur = monthlyCostEur(cfg.serverType, cfg.volumeSizeGb);
     if (this.monthlyCostEur === undefined) {
       void pulumi.log.warn(

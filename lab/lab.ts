@@ -114,21 +114,35 @@ export function checkPrerequisites(): void {
   }
 }
 
-/** The files a host's provisioning installs, as its stack would send them. */
-export async function labHostFilesOf(h: LabHost): Promise<HostFile[]> {
+/**
+ * The files a host's provisioning installs, as its stack would send them; with `change`,
+ * as a stack with those settings changed would (a test turning adminMfa on).
+ */
+export async function labHostFilesOf(
+  h: LabHost,
+  change: Partial<MailStackConfig> = {},
+): Promise<HostFile[]> {
   const keys = keysOf(h);
-  return stackHostFiles(hostConfig(h, keys), {
-    dkimPrivateKeyPem: keys.dkim.privatePem,
-    tlsPrivateKeyPem: keys.tls.privatePem,
-    mailCrypt: { privateKeyPem: keys.mailCrypt.privatePem, publicKeyPem: keys.mailCrypt.publicPem },
-    ipv4: h.ipv4,
-    ipv6: h.ipv6,
-    passwords: passwords(h),
-    rspamdControllerPassword: labSecret(h, "rspamd-controller"),
-    acme: labAcme(h),
-    backup: labBackup(h, labSecret(h, "backup")),
-    extraFiles: labHostFiles(h),
-  });
+  return stackHostFiles(
+    { ...hostConfig(h, keys), ...change },
+    {
+      dkimPrivateKeyPem: keys.dkim.privatePem,
+      tlsPrivateKeyPem: keys.tls.privatePem,
+      mailCrypt: {
+        privateKeyPem: keys.mailCrypt.privatePem,
+        publicKeyPem: keys.mailCrypt.publicPem,
+      },
+      ipv4: h.ipv4,
+      ipv6: h.ipv6,
+      passwords: passwords(h),
+      rspamdControllerPassword: labSecret(h, "rspamd-controller"),
+      // Used while a test turns adminMfa totp on.
+      adminTotpSecretHex: labAdminTotpSecret(h),
+      acme: labAcme(h),
+      backup: labBackup(h, labSecret(h, "backup")),
+      extraFiles: labHostFiles(h),
+    },
+  );
 }
 
 /**
@@ -180,21 +194,29 @@ async function waitForSsh(h: LabHost): Promise<void> {
 }
 
 /** A lab stand-in for a generated stack secret, kept so the lab keeps one identity. */
-function labSecret(h: LabHost, name: string): string {
+export function labSecret(
+  h: LabHost,
+  name: string,
+  make = () => randomBytes(18).toString("base64url"),
+): string {
   const file = join(keyDir(h.name), `${name}.secret`);
-  if (!existsSync(file))
-    writeFileSync(file, randomBytes(18).toString("base64url"), { mode: 0o600 });
+  if (!existsSync(file)) writeFileSync(file, make(), { mode: 0o600 });
   return readFileSync(file, "utf8");
 }
+
+/** The admin account's TOTP secret (20 bytes, hex), as the stack's RandomBytes makes it. */
+export const labAdminTotpSecret = (h: LabHost) =>
+  labSecret(h, "admin-totp", () => randomBytes(20).toString("hex"));
 
 /** The EICAR test file's MD5 and size: ClamAV's hash signature format (.hdb). */
 const EICAR_HDB = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n";
 
 /**
  * What only the lab adds to a host: its resolver's upstream and trust anchors, a signature
- * database that detects EICAR (freshclam has no network here), and Fail2Ban leaving the
- * lab's control address alone, as an operator exempts their own deployment host: the suite
- * provokes failed logins from it on purpose (and bans a separate address in its ban test).
+ * database that detects EICAR (freshclam has no network here), and Fail2Ban and sshd's own
+ * per-source penalties leaving the lab's control address alone, as an operator exempts their
+ * own deployment host: the suite provokes failed logins from it on purpose (and bans a separate
+ * address in its ban test).
  */
 function labHostFiles(h: LabHost): HostFile[] {
   const files: HostFile[] = [
@@ -211,6 +233,14 @@ function labHostFiles(h: LabHost): HostFile[] {
       owner: "root",
       group: "root",
       content: `# The lab only: its control address is never banned.\n[DEFAULT]\nignoreip = 127.0.0.0/8 ::1 ${SERVICES_IP4} ${SERVICES_IP6}\n`,
+    },
+    {
+      // sshd (OpenSSH 9.8 on) refuses for a while an address whose logins keep failing.
+      path: "/etc/ssh/sshd_config.d/05-mailstack-lab.conf",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+      content: `# The lab only: its control address is never penalised.\nPerSourcePenaltyExemptList ${SERVICES_IP4},${SERVICES_IP6}\n`,
     },
   ];
   if (h.config.clamav) {

@@ -33,6 +33,8 @@ export interface SshOptions {
   keyFile?: string;
   /** Extra `ssh -o` options, e.g. `Ciphers=aes128-ctr`; they win over the defaults here. */
   options?: string[];
+  /** Environment of ssh, e.g. SSH_ASKPASS to answer a keyboard-interactive prompt. */
+  env?: NodeJS.ProcessEnv;
 }
 
 function sshArgs(h: LabHost, keys: LabKeys, opts: SshOptions = {}): string[] {
@@ -71,6 +73,7 @@ export function ssh(
 ): SshResult {
   const res = spawnSync("ip", ["netns", "exec", NETNS, "ssh", ...sshArgs(h, keys, opts), command], {
     input: opts.input ?? "",
+    env: { ...process.env, ...opts.env },
     encoding: "utf8",
     timeout: opts.timeoutMs ?? 120_000,
     maxBuffer: 64 * 1024 * 1024,

@@ -180,6 +180,7 @@ describe("userData", () => {
   // (packages, settings, the full SSH and firewall rules, secrets) is in it.
   test("carries no file that provisioning installs, and no package list", () => {
     const day2 = hostFiles({
+      adminMfa: "off",
       clamav: true,
       adminKeys: [DEPLOY_KEY.publicOpenssh],
       firewall: inboundRules({ sshAllowedIps: ["198.51.100.7/32"], monitoringAllowedIps: [] }),

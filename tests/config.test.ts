@@ -10,7 +10,7 @@ import {
   readConfig,
   readSecrets,
 } from "../components/config";
-import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, STAGING_RAW } from "./support/config";
+import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, SK_KEY, STAGING_RAW } from "./support/config";
 import { BASTION_HOST_KEY, DKIM_KEY, JUMP_KEY, TLS_KEY } from "./support/keys";
 
 /** The problems parseConfig reports for a config, or [] when it passes. */
@@ -403,6 +403,32 @@ describe("rules with their exact line, each beside a config that passes", () => 
       "mailstack:universalSsl: must be unset on a throw-away stack (mailstack:expiresAt is " +
         "set): Universal SSL is a setting of the whole zone, which such a stack shares; the " +
         "zone's own stack sets it; got false",
+    ]);
+  });
+
+  test("adminMfa: off by default; totp and fido2 are taken", () => {
+    expect(parseConfig(MINIMAL_RAW).adminMfa).toBe("off");
+    expect(parseConfig(withKey("adminMfa", "totp")).adminMfa).toBe("totp");
+    const fido2 = { ...withKey("adminMfa", "fido2"), sshPublicKeys: JSON.stringify([SK_KEY]) };
+    expect(parseConfig(fido2)).toMatchObject({ adminMfa: "fido2", sshPublicKeys: [SK_KEY] });
+  });
+
+  test("adminMfa that is no mode", () => {
+    expect(problems(withKey("adminMfa", "yes"))).toEqual([
+      'mailstack:adminMfa: must be one of off, totp, fido2; got "yes"',
+    ]);
+  });
+
+  test("adminMfa fido2 with a key that is no FIDO2 security key", () => {
+    expect(
+      problems({
+        ...withKey("adminMfa", "fido2"),
+        sshPublicKeys: JSON.stringify([SK_KEY, ADMIN_KEY]),
+      }),
+    ).toEqual([
+      "mailstack:sshPublicKeys[1]: must be a FIDO2 security key (sk-ssh-ed25519@openssh.com or " +
+        "sk-ecdsa-sha2-nistp256@openssh.com) while adminMfa is fido2: make one with ssh-keygen " +
+        `-t ed25519-sk -O verify-required, or set adminMfa to totp; got ${JSON.stringify(ADMIN_KEY)}`,
     ]);
   });
 

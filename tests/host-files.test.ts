@@ -16,6 +16,7 @@ import {
   shellQuote,
   provisionInput,
   PROVISION_SCRIPT,
+  ADMIN_TOTP_PATH,
 } from "../components/host-files";
 import { MAIL_CRYPT_KEY, TLS_KEY } from "./support/keys";
 
@@ -23,6 +24,7 @@ describe("host files: what may change on a running host", () => {
   const SETTINGS: HostFileSettings = {
     clamav: true,
     adminKeys: [],
+    adminMfa: "off",
     firewall: inboundRules({ sshAllowedIps: ["198.51.100.7/32"], monitoringAllowedIps: [] }),
     dkimSelector: "mail",
     dkimPrivateKeyPem: "dkim",
@@ -72,6 +74,69 @@ describe("host files: what may change on a running host", () => {
     }
     // sshd adds these lines up: the first boot's file alone names the accounts and the key.
     expect(sshd).not.toMatch(/^(AllowUsers|HostKey)/m);
+  });
+
+  describe("mailstack:adminMfa: a second factor for the admin account, never the deployment", () => {
+    const SSHD = "/etc/ssh/sshd_config.d/10-mailstack.conf";
+    const PAM = "/etc/pam.d/mailstack-admin";
+    const SECRET = "0123456789abcdef0123456789abcdef01234567";
+    const matchBlock = (s: HostFileSettings) => (content(s, SSHD) ?? "").split(/^(?=Match )/m)[1];
+
+    test("off: the key alone, and neither a PAM service nor a secret on the host", () => {
+      expect(content(SETTINGS, SSHD)).not.toMatch(/^Match/m);
+      expect(content(SETTINGS, ADMIN_TOTP_PATH)).toBeUndefined();
+      expect(content(SETTINGS, PAM)).toBeUndefined();
+    });
+
+    test("totp: after the key, the code pam_oath checks, for the admin account alone", () => {
+      const s: HostFileSettings = { ...SETTINGS, adminMfa: "totp", adminTotpSecretHex: SECRET };
+      expect(matchBlock(s)).toBe(
+        [
+          "Match User admin",
+          "  AuthenticationMethods publickey,keyboard-interactive:pam",
+          "  KbdInteractiveAuthentication yes",
+          "  PAMServiceName mailstack-admin",
+          "",
+        ].join("\n"),
+      );
+      // The Match block comes last: everything before it holds for both accounts.
+      expect(content(s, SSHD)).toMatch(/^AuthenticationMethods publickey$/m);
+      expect(hostFiles(s).find((f) => f.path === ADMIN_TOTP_PATH)).toEqual({
+        path: "/etc/mailstack/admin.oath",
+        mode: "0600",
+        owner: "root",
+        group: "root",
+        content: `HOTP/T30/6 admin - ${SECRET}\n`,
+      });
+      const pam = (content(s, PAM) ?? "").split("\n").filter((l) => l && !l.startsWith("#"));
+      expect(pam).toEqual([
+        "auth     required pam_oath.so usersfile=/etc/mailstack/admin.oath window=1 digits=6",
+        "account  include  sshd",
+        "session  include  sshd",
+        "password include  sshd",
+      ]);
+    });
+
+    test("totp without a secret of 20 bytes or more is refused", () => {
+      for (const adminTotpSecretHex of [undefined, "abcd", SECRET.toUpperCase()]) {
+        expect(() => hostFiles({ ...SETTINGS, adminMfa: "totp", adminTotpSecretHex })).toThrow(
+          "adminMfa totp needs adminTotpSecretHex: at least 20 bytes as lower-case hex",
+        );
+      }
+    });
+
+    test("fido2: security keys only, with their holder verified", () => {
+      const s: HostFileSettings = { ...SETTINGS, adminMfa: "fido2" };
+      expect(matchBlock(s)).toBe(
+        [
+          "Match User admin",
+          "  PubkeyAcceptedAlgorithms sk-ssh-ed25519@openssh.com,sk-ecdsa-sha2-nistp256@openssh.com",
+          "  PubkeyAuthOptions touch-required verify-required",
+          "",
+        ].join("\n"),
+      );
+      expect(content(s, ADMIN_TOTP_PATH)).toBeUndefined();
+    });
   });
 
   test("the mail_crypt key pair: the private half root's alone, both under /etc/dovecot, off the volume", () => {

@@ -1,6 +1,7 @@
 // The MailStack under Pulumi mocks: each test finds resources by type and name and asserts
 // the inputs they were given.
 import * as pulumi from "@pulumi/pulumi";
+import { Secret } from "otpauth";
 import { createHash } from "node:crypto";
 import { parseConfig, type MailStackConfig } from "../components/config";
 import { discoverySite, workerScript } from "../components/discovery";
@@ -695,6 +696,9 @@ describe("provisioning", () => {
       [
         "/etc/mailstack/packages.list",
         "/etc/ssh/sshd_config.d/10-mailstack.conf",
+        // adminMfa totp: the admin account's TOTP secret and the PAM service that asks for it.
+        "/etc/mailstack/admin.oath",
+        "/etc/pam.d/mailstack-admin",
         "/etc/mailstack/acme-dns.ini",
         "/etc/mailstack/acme.conf",
         "/etc/mailstack/dkim/mail.key",
@@ -1160,6 +1164,33 @@ describe("outputs", () => {
       { length: 24, special: false },
     ]);
     expect(await pulumi.isSecret(prod.stack.rspamdControllerPassword)).toBe(true);
+  });
+
+  test("with adminMfa totp, the admin account's TOTP secret: on the host for pam_oath, out as a secret otpauth URI", async () => {
+    const [bytes] = prod.of("random:index/randomBytes:RandomBytes");
+    expect([bytes.name, bytes.inputs]).toEqual(["prod-admin-totp", { length: 20 }]);
+    const hex = bytes.state.hex as string;
+    expect(sentFiles(prod)["/etc/mailstack/admin.oath"]).toEqual({
+      mode: "0600",
+      owner: "root",
+      content: `HOTP/T30/6 admin - ${hex}\n`,
+    });
+    expect(await pulumi.isSecret(prod.stack.adminTotpUri!)).toBe(true);
+    const uri = new URL(await value(prod.stack.adminTotpUri!));
+    expect(`${uri.protocol}//${uri.host}${decodeURIComponent(uri.pathname)}`).toBe(
+      "otpauth://totp/mailstack:admin@mail.example.eu",
+    );
+    expect(Object.fromEntries(uri.searchParams)).toEqual({
+      issuer: "mailstack",
+      secret: Secret.fromHex(hex).base32,
+      algorithm: "SHA1",
+      digits: "6",
+      period: "30",
+    });
+    // Staging keeps the key alone: no secret, no output.
+    expect(staging.of("random:index/randomBytes:RandomBytes")).toEqual([]);
+    expect(staging.stack.adminTotpUri).toBeUndefined();
+    expect(sentFiles(staging)["/etc/mailstack/admin.oath"]).toBeUndefined();
   });
 
   test("addresses, host, selector, client settings and cost", async () => {

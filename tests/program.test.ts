@@ -88,6 +88,7 @@ describe("a valid stack", () => {
       "dkimSelector",
       "clientSettings",
       "userPasswords",
+      "adminTotpUri",
       "monthlyCostEur",
       "backupBucket",
       "backupRepository",
@@ -96,6 +97,13 @@ describe("a valid stack", () => {
       expect([key, program[key] !== undefined]).toEqual([key, true]);
     }
     expect(program.mailHost).toBe("mail.example.eu");
+  });
+
+  test("adminTotpUri (prod has adminMfa totp) is a secret output", async () => {
+    expect(await pulumi.isSecret(program.adminTotpUri)).toBe(true);
+    expect(await value(program.adminTotpUri)).toMatch(
+      /^otpauth:\/\/totp\/mailstack:admin%40mail\.example\.eu\?issuer=mailstack&secret=[A-Z2-7]{32}&/,
+    );
   });
 
   test("userPasswords is a secret output", async () => {

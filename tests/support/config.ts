@@ -2,6 +2,9 @@ import { DEPLOY_KEY } from "./keys";
 
 /** A valid admin key for tests (the public half of a test-only key). */
 export const ADMIN_KEY = DEPLOY_KEY.publicOpenssh.trim() + " alice@laptop";
+/** A FIDO2 security key's public line (ssh-keygen -t ed25519-sk), for adminMfa fido2. */
+export const SK_KEY =
+  "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAILYkP5nfo8TUoE7azXOCsPuzF0DhCIpd6MPGDlgdmj4KAAAABHNzaDo= bob@yubikey";
 
 /** The smallest valid config, as Pulumi would hand it over (strings). */
 export const MINIMAL_RAW: Record<string, unknown> = {
@@ -27,6 +30,7 @@ export const PROD_RAW: Record<string, unknown> = {
   ]),
   aliases: JSON.stringify({ "team@example.eu": ["alice@example.eu", "bob@example.eu"] }),
   monitoringAllowedIps: JSON.stringify(["198.51.100.50/32"]),
+  adminMfa: "totp",
 };
 
 /** A throw-away staging stack, mirroring Pulumi.staging.yaml. */

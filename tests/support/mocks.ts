@@ -89,6 +89,10 @@ function outputsFor(
   switch (type) {
     case "tls:index/privateKey:PrivateKey":
       return { ...inputs, ...tlsKey(name, inputs) };
+    case "random:index/randomBytes:RandomBytes": {
+      const bytes = createHash("sha512").update(name).digest().subarray(0, inputs.length);
+      return { ...inputs, hex: bytes.toString("hex"), base64: bytes.toString("base64") };
+    }
     case "random:index/randomPassword:RandomPassword":
       return {
         ...inputs,
