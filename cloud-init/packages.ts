@@ -26,8 +26,6 @@ const BASE_PACKAGES = [
   "unattended-upgrades",
   // The TOTP second factor of people's SSH logins (mailstack:adminMfa totp).
   "libpam-oath",
-  // Lynis, to audit the whole host (docs/security.md).
-  "lynis",
   // Certificates by DNS-01. certbot's DNS plugins follow no CNAME, so mailstack-acme-hook
   // writes the challenge where it is delegated: with curl through Cloudflare's API in
   // production, with knsupdate (RFC 2136) in the lab.
