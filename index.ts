@@ -20,6 +20,7 @@ export = async () => {
     dkimSelector: stack.dkimSelector,
     clientSettings: stack.clientSettings,
     userPasswords: pulumi.secret(stack.userPasswords),
+    userAppPasswords: pulumi.secret(stack.userAppPasswords),
     rspamdControllerPassword: pulumi.secret(stack.rspamdControllerPassword),
     // With adminMfa totp: the otpauth:// URI of the admin account's second factor.
     adminTotpUri: stack.adminTotpUri && pulumi.secret(stack.adminTotpUri),

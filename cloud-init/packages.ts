@@ -12,6 +12,8 @@ const BASE_PACKAGES = [
   "dovecot-lmtpd",
   "dovecot-managesieved",
   "dovecot-sieve",
+  // The passdb that checks per-device app passwords and per-account throttling (Lua).
+  "dovecot-auth-lua",
   // Spam filtering and DKIM signing, with Redis for its state.
   "rspamd",
   "redis-server",

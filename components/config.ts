@@ -55,6 +55,29 @@ export interface UserSpec {
    * (components/openpgp.ts checks it fully); undefined means none is published.
    */
   openpgpKey?: string;
+  /**
+   * Per-device passwords the stack generates (`userAppPasswords`), each opening only its
+   * protocols; revoked by removing it from the list. Empty when the user has none.
+   */
+  appPasswords: AppPasswordSpec[];
+  /** With it, the main password no longer opens IMAP, SMTP or ManageSieve. */
+  appPasswordsOnly: boolean;
+}
+
+/**
+ * What a password may open: `imap` (IMAPS, 993), `smtp` (submission, 465 and 587), `sieve`
+ * (ManageSieve, 4190). The names are Dovecot's protocol names for these logins.
+ */
+export const MAIL_PROTOCOLS = ["imap", "smtp", "sieve"] as const;
+export type MailProtocol = (typeof MAIL_PROTOCOLS)[number];
+/** A device's app password opens what a mail client needs unless the config says otherwise. */
+export const APP_PASSWORD_DEFAULT_PROTOCOLS: MailProtocol[] = ["imap", "smtp"];
+
+/** `users[i].appPasswords[j]`: one device's password. */
+export interface AppPasswordSpec {
+  /** The device, `[a-z0-9-]`, unique for the user: part of the generated resource's name. */
+  name: string;
+  protocols: MailProtocol[];
 }
 
 export const BACKUP_PROVIDERS = ["r2", "hetzner"] as const;
@@ -1124,7 +1147,75 @@ function backupStorage(
 }
 
 /** The settings of one `users[]` entry. */
-const USER_KEYS = ["address", "aliases", "quotaMb", "openpgpKey"];
+const USER_KEYS = [
+  "address",
+  "aliases",
+  "quotaMb",
+  "openpgpKey",
+  "appPasswords",
+  "appPasswordsOnly",
+];
+
+/** A device name: short, lower case, usable in a resource name and a log line. */
+const DEVICE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+
+/**
+ * `users[i].appPasswords`: a list of device names (`"phone"`), or of `{name, protocols}` to
+ * limit a device to some of MAIL_PROTOCOLS (`{name: "scanner", protocols: ["smtp"]}`).
+ */
+function appPasswordList(value: unknown, where: string, fail: Fail): AppPasswordSpec[] {
+  if (value === undefined) return [];
+  const usage = 'must be a list of device names or {name, protocols}, e.g. ["phone", "laptop"]';
+  if (!Array.isArray(value)) {
+    fail(where, usage, value);
+    return [];
+  }
+  const list: AppPasswordSpec[] = [];
+  value.forEach((entry: unknown, j) => {
+    const at = `${where}[${j}]`;
+    const obj: Record<string, unknown> =
+      typeof entry === "string" ? { name: entry } : isObject(entry) ? entry : {};
+    if (typeof entry !== "string" && !isObject(entry)) {
+      fail(at, usage, entry);
+      return;
+    }
+    for (const k of Object.keys(obj)) {
+      if (k !== "name" && k !== "protocols") {
+        fail(`${at}.${k}`, "is not an app password setting (known: name, protocols)", k);
+      }
+    }
+    const name = obj.name;
+    if (typeof name !== "string" || !DEVICE_NAME.test(name)) {
+      fail(
+        typeof entry === "string" ? at : `${at}.name`,
+        "must be a device name of 1 to 32 characters a-z, 0-9 and '-' (e.g. phone, laptop-2)",
+        name,
+      );
+      return;
+    }
+    if (list.some((d) => d.name === name)) {
+      fail(at, `names the device '${name}' twice`, name);
+      return;
+    }
+    let protocols = APP_PASSWORD_DEFAULT_PROTOCOLS;
+    if (obj.protocols !== undefined) {
+      const p = obj.protocols;
+      const known = (x: unknown): x is MailProtocol =>
+        typeof x === "string" && (MAIL_PROTOCOLS as readonly string[]).includes(x);
+      if (!Array.isArray(p) || p.length === 0 || !p.every(known)) {
+        fail(
+          `${at}.protocols`,
+          `must be a non-empty list of ${MAIL_PROTOCOLS.join(", ")} (what the device may open)`,
+          p,
+        );
+        return;
+      }
+      protocols = MAIL_PROTOCOLS.filter((m) => p.includes(m));
+    }
+    list.push({ name, protocols });
+  });
+  return list;
+}
 
 const PUBLIC_KEY_BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 const PUBLIC_KEY_END = "-----END PGP PUBLIC KEY BLOCK-----";
@@ -1240,12 +1331,30 @@ function mailboxes(
         } else fail(`${where}.quotaMb`, "must be a whole number of MiB, at least 1", obj.quotaMb);
       }
       const openpgpKey = armoredPublicKey(obj.openpgpKey, `${where}.openpgpKey`, fail);
+      const appPasswords = appPasswordList(obj.appPasswords, `${where}.appPasswords`, fail);
+      const appPasswordsOnly = obj.appPasswordsOnly ?? false;
+      if (typeof appPasswordsOnly !== "boolean") {
+        fail(`${where}.appPasswordsOnly`, "must be true or false", appPasswordsOnly);
+      } else if (
+        appPasswordsOnly &&
+        appPasswords.length === 0 &&
+        // An entry that failed is reported already.
+        (!Array.isArray(obj.appPasswords) || obj.appPasswords.length === 0)
+      ) {
+        fail(
+          `${where}.appPasswordsOnly`,
+          "needs at least one users[].appPasswords entry: without one, nothing could open the mailbox",
+          appPasswordsOnly,
+        );
+      }
       if (address) {
         users.push({
           address,
           aliases,
           ...(quotaMb ? { quotaMb } : {}),
           ...(openpgpKey ? { openpgpKey } : {}),
+          appPasswords,
+          appPasswordsOnly: appPasswordsOnly === true,
         });
       }
     });

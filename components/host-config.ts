@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { HostFile } from "./host-files";
 import { MAIL_ROOT } from "../cloud-init/render";
-import type { UserSpec } from "./config";
+import { MAIL_PROTOCOLS, type MailProtocol, type UserSpec } from "./config";
 
 /** The tree that mirrors the host's paths. */
 export const HOST_TREE = join(__dirname, "..", "cloud-init", "host");
@@ -90,7 +90,10 @@ export function configFiles(slots: HostSlots): HostFile[] {
 
 /** A user with the hash of the password the stack generated. */
 export interface MailUser extends UserSpec {
+  /** The main password's hash (dovecotPasswordHash). */
   passwordHash: string;
+  /** Each device's app password hash (dovecotAppPasswordHash), in the order of the config. */
+  appPasswordHashes: { name: string; protocols: MailProtocol[]; hash: string }[];
 }
 
 const HEADER = "# Managed by mailstack: generated from the stack's users and aliases.\n";
@@ -102,17 +105,43 @@ export function mailHome(address: string): string {
 }
 
 /**
- * Dovecot's passwd-file: one line per user, `user:{ARGON2ID}...::::::` with the quota as a
- * userdb extra field. Root and Dovecot only.
+ * Dovecot's userdb, a passwd-file: one line per user, `user:::::::` with the quota as an
+ * extra field. No passwords: those are in dovecotPasswords.
  */
-export function dovecotUsers(users: MailUser[]): string {
+export function dovecotUsers(users: UserSpec[]): string {
   return (
     HEADER +
     users
       .map((u) => {
         const extra = u.quotaMb ? `userdb_quota_storage_size=${u.quotaMb}M` : "";
-        return `${u.address}:${u.passwordHash}::::::${extra}\n`;
+        return `${u.address}:::::::${extra}\n`;
       })
+      .join("")
+  );
+}
+
+/** The device name of a user's main password in dovecotPasswords. */
+export const MAIN_PASSWORD_DEVICE = "-";
+
+/**
+ * What the passdb (cloud-init/host/etc/dovecot/mailstack-passdb.lua) checks a login against:
+ * one line per password, `address device protocols hash`. The main password is device `-`
+ * and opens every protocol, unless the user has appPasswordsOnly; each app password opens
+ * its own protocols. Root and Dovecot only.
+ */
+export function dovecotPasswords(users: MailUser[]): string {
+  const line = (address: string, device: string, protocols: readonly string[], hash: string) =>
+    `${address} ${device} ${protocols.join(",")} ${hash}\n`;
+  return (
+    HEADER +
+    "# address device protocols hash\n" +
+    users
+      .flatMap((u) => [
+        ...(u.appPasswordsOnly
+          ? []
+          : [line(u.address, MAIN_PASSWORD_DEVICE, MAIL_PROTOCOLS, u.passwordHash)]),
+        ...u.appPasswordHashes.map((d) => line(u.address, d.name, d.protocols, d.hash)),
+      ])
       .join("")
   );
 }

@@ -10,13 +10,14 @@ import { FIDO2_KEY_TYPES, type AdminMfa, type MailStackConfig } from "./config";
 import { DOVECOT_METRICS_PORT, inboundRules, type InboundRule } from "./firewall";
 import {
   configFiles,
+  dovecotPasswords,
   dovecotUsers,
   postfixTables,
   relayTables,
   POSTSCREEN_DNSBL_SITES,
   type MailUser,
 } from "./host-config";
-import { dovecotPasswordHash } from "./passwords";
+import { dovecotAppPasswordHash, dovecotPasswordHash } from "./passwords";
 import { acmeChallengeName } from "./records";
 
 export interface HostFile {
@@ -450,6 +451,8 @@ export interface StackHostInputs {
   adminTotpSecretHex?: string;
   /** address -> the password the stack generated (`userPasswords`). */
   passwords: Record<string, string>;
+  /** address -> device -> its app password (`userAppPasswords`); users without any absent. */
+  appPasswords: Record<string, Record<string, string>>;
   /** Password of Rspamd's web interface (`rspamdControllerPassword`). */
   rspamdControllerPassword: string;
   /** `mailstack:relayPassword`, with relayHost. */
@@ -498,7 +501,16 @@ export async function stackHostFiles(
   for (const u of cfg.users) {
     const password = inputs.passwords[u.address];
     if (!password) throw new Error(`no password for ${u.address}`);
-    users.push({ ...u, passwordHash: await dovecotPasswordHash(u.address, password) });
+    const appPasswordHashes = u.appPasswords.map((d) => {
+      const appPassword = inputs.appPasswords[u.address]?.[d.name];
+      if (!appPassword) throw new Error(`no app password for ${u.address} ${d.name}`);
+      return { ...d, hash: dovecotAppPasswordHash(u.address, d.name, appPassword) };
+    });
+    users.push({
+      ...u,
+      passwordHash: await dovecotPasswordHash(u.address, password),
+      appPasswordHashes,
+    });
   }
   const tables = postfixTables(cfg.users, cfg.aliases);
   const relay = relayTables(
@@ -517,6 +529,7 @@ export async function stackHostFiles(
     ...base,
     ...config,
     { ...table("/etc/dovecot/users", dovecotUsers(users), "0640"), group: "dovecot" },
+    { ...table("/etc/dovecot/passwords", dovecotPasswords(users), "0640"), group: "dovecot" },
     table("/etc/postfix/vmailbox", tables.vmailbox),
     table("/etc/postfix/virtual", tables.virtual),
     table("/etc/postfix/sender-login", tables.senderLogin),

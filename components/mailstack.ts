@@ -74,6 +74,11 @@ export class MailStack extends pulumi.ComponentResource {
   /** address -> generated password; secret. */
   readonly userPasswords: pulumi.Output<Record<string, string>>;
   /**
+   * address -> device -> the app password the stack generated for it (users[].appPasswords);
+   * secret. Users without app passwords are absent.
+   */
+  readonly userAppPasswords: pulumi.Output<Record<string, Record<string, string>>>;
+  /**
    * With adminMfa totp: the admin account's TOTP secret as an otpauth:// URI, for an
    * authenticator app (scan it as a QR code); secret. Unset otherwise.
    */
@@ -295,6 +300,30 @@ export class MailStack extends pulumi.ComponentResource {
         ] as const,
     );
 
+    // One per device: removing a device from the list deletes its resource, and with it the
+    // password's line on the host (revoked); the others keep theirs.
+    const appPasswords = cfg.users.flatMap((u) =>
+      u.appPasswords.map(
+        (d) =>
+          [
+            u.address,
+            d.name,
+            new random.RandomPassword(
+              `${name}-app-password-${u.address.replace(/[^a-z0-9]+/g, "-")}-${d.name}`,
+              { length: 24, special: false },
+              parent,
+            ).result,
+          ] as const,
+      ),
+    );
+    const appPasswordMap = pulumi.all(appPasswords.map(([, , pw]) => pw)).apply((pws) => {
+      const map: Record<string, Record<string, string>> = {};
+      appPasswords.forEach(([address, device], i) => {
+        (map[address] ??= {})[device] = pws[i];
+      });
+      return map;
+    });
+
     const rspamdPassword = new random.RandomPassword(
       `${name}-rspamd-controller`,
       { length: 24, special: false },
@@ -319,6 +348,7 @@ export class MailStack extends pulumi.ComponentResource {
     ]);
     const secrets = pulumi.all([
       passwordMap,
+      appPasswordMap,
       rspamdPassword,
       acmeDnsToken,
       pulumi.output(args.relayPassword),
@@ -330,7 +360,15 @@ export class MailStack extends pulumi.ComponentResource {
       .apply(
         ([
           [dkimPrivateKeyPem, tlsPrivateKeyPem, mailCryptPrivateKeyPem, mailCryptPublicKeyPem],
-          [passwords, rspamdControllerPassword, acmeDnsToken, relayPassword, backup, totp],
+          [
+            passwords,
+            appPasswords,
+            rspamdControllerPassword,
+            acmeDnsToken,
+            relayPassword,
+            backup,
+            totp,
+          ],
           ipv4,
           ipv6,
         ]) =>
@@ -344,6 +382,7 @@ export class MailStack extends pulumi.ComponentResource {
             ipv4,
             ipv6,
             passwords,
+            appPasswords,
             rspamdControllerPassword,
             relayPassword,
             ...(totp ? { adminTotpSecretHex: totp } : {}),
@@ -375,6 +414,7 @@ export class MailStack extends pulumi.ComponentResource {
     this.dkimSelector = cfg.dkimSelector;
     this.clientSettings = clientSettings(cfg.mailHost);
     this.userPasswords = pulumi.secret(passwordMap);
+    this.userAppPasswords = pulumi.secret(appPasswordMap);
     this.rspamdControllerPassword = pulumi.secret(rspamdPassword);
     this.adminTotpUri =
       totpHex && pulumi.secret(totpHex.apply((hex) => adminTotpUri(cfg.mailHost, hex)));
@@ -396,6 +436,7 @@ export class MailStack extends pulumi.ComponentResource {
       ipv6: this.ipv6,
       dnsRecords: this.dnsRecords,
       userPasswords: this.userPasswords,
+      userAppPasswords: this.userAppPasswords,
       backupBucket: this.backupBucket,
       backupRepository: this.backupRepository,
       backupPassword: this.backupPassword,

@@ -2,7 +2,7 @@
 // libsodium's crypto_pwhash_str_verify, which reads the PHC encoded form
 // `$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>` (base64 without padding), the
 // same string `doveadm pw -s ARGON2ID` writes.
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { argon2id } from "hash-wasm";
 
 // OWASP Password Storage Cheat Sheet, Argon2id minimum configuration: m=19 MiB, t=2, p=1.
@@ -44,4 +44,29 @@ export async function dovecotPasswordHash(address: string, password: string): Pr
     outputType: "encoded",
   });
   return `{ARGON2ID}${encoded}`;
+}
+
+/** Salt length of an app password's hash, in bytes. */
+export const APP_PASSWORD_SALT_BYTES = 16;
+
+/**
+ * The Dovecot password field for one device's app password:
+ * `{SSHA512}` base64(SHA-512(password + salt) + salt), Dovecot's salted SHA-512.
+ *
+ * A fast hash, on purpose: an app password is 24 random letters and digits (about 142
+ * bits) the stack made, never one a person chose, so no hash speed makes guessing it
+ * feasible, while a login tries each of a user's devices in turn and Argon2id would cost
+ * 19 MiB and tens of milliseconds for each. The salt is derived like dovecotPasswordHash's
+ * (from the password, the address and the device), so a repeated `pulumi up` changes nothing.
+ */
+export function dovecotAppPasswordHash(address: string, device: string, password: string): string {
+  if (password === "") {
+    throw new Error(`dovecotAppPasswordHash: empty password for ${address} ${device}`);
+  }
+  const salt = createHmac("sha256", password)
+    .update(`${SALT_CONTEXT}${address}\0${device}`)
+    .digest()
+    .subarray(0, APP_PASSWORD_SALT_BYTES);
+  const digest = createHash("sha512").update(password).update(salt).digest();
+  return `{SSHA512}${Buffer.concat([digest, salt]).toString("base64")}`;
 }

@@ -64,6 +64,11 @@ export const HOST_FACTS = {
   banHours: 1,
   /** The recidive jail's ban of an address banned again and again (bantime = 1w). */
   recidiveBanDays: 7,
+  /**
+   * How long repeated wrong passwords for one account from one address refuse that account
+   * from that address (the mailstack-account jail, bantime = 15m).
+   */
+  throttleMinutes: 15,
   /** Rspamd forgets a greylisting record after this (local.d/greylist.conf, expire = 1d). */
   greylistExpireDays: 1,
   /** Messages a logged-in account may send per hour (local.d/ratelimit.conf). */
@@ -219,7 +224,10 @@ export function privacyNotice(cfg: MailStackConfig): Doc {
       strong("Blocked addresses"),
       `: after repeated failed logins, the IP address they came from is blocked for ` +
         `${plural(HOST_FACTS.banHours, "hour")} (Fail2Ban), and for ` +
-        `${plural(HOST_FACTS.recidiveBanDays, "day")} when it is blocked again and again.`,
+        `${plural(HOST_FACTS.recidiveBanDays, "day")} when it is blocked again and again. ` +
+        "After repeated wrong passwords for one account, that account is refused from that " +
+        `address for ${plural(HOST_FACTS.throttleMinutes, "minute")} (the account and the ` +
+        "address are kept on a list for that time).",
     ],
     [
       strong("Spam and virus filtering"),
@@ -336,7 +344,8 @@ export function privacyNotice(cfg: MailStackConfig): Doc {
     [
       "Blocked IP addresses",
       `${plural(HOST_FACTS.banHours, "hour")}, or ${plural(HOST_FACTS.recidiveBanDays, "day")} ` +
-        "for an address blocked again and again.",
+        "for an address blocked again and again; an account throttled from an address: " +
+        `${plural(HOST_FACTS.throttleMinutes, "minute")}.`,
     ],
     [
       "Spam-filter records",

@@ -138,6 +138,7 @@ export async function labHostFilesOf(
       ipv4: h.ipv4,
       ipv6: h.ipv6,
       passwords: passwords(h),
+      appPasswords: appPasswords(h),
       rspamdControllerPassword: labSecret(h, "rspamd-controller"),
       // Used while a test turns adminMfa totp on.
       adminTotpSecretHex: labAdminTotpSecret(h),
@@ -268,6 +269,34 @@ export function passwords(h: LabHost): Record<string, string> {
       u.address,
       known[u.address] ?? randomBytes(18).toString("base64url"),
     ]),
+  );
+  if (JSON.stringify(all) !== JSON.stringify(known)) {
+    writeFileSync(file, JSON.stringify(all, null, 2), { mode: 0o600 });
+  }
+  return all;
+}
+
+/**
+ * The lab's stand-ins for the stack's app passwords (`userAppPasswords`): address -> device
+ * -> password, kept with the host's keys like its main passwords.
+ */
+export function appPasswords(h: LabHost): Record<string, Record<string, string>> {
+  const file = join(keyDir(h.name), "app-passwords.json");
+  const known: Record<string, Record<string, string>> = existsSync(file)
+    ? JSON.parse(readFileSync(file, "utf8"))
+    : {};
+  const all = Object.fromEntries(
+    h.config.users
+      .filter((u) => u.appPasswords.length > 0)
+      .map((u) => [
+        u.address,
+        Object.fromEntries(
+          u.appPasswords.map((d) => [
+            d.name,
+            known[u.address]?.[d.name] ?? randomBytes(18).toString("base64url"),
+          ]),
+        ),
+      ]),
   );
   if (JSON.stringify(all) !== JSON.stringify(known)) {
     writeFileSync(file, JSON.stringify(all, null, 2), { mode: 0o600 });

@@ -21,6 +21,8 @@ export const NS_IP4 = "198.51.100.2";
 export const NS_IP6 = "2001:db8:1::2";
 /** A second client address, added by tests that must not disturb others (bans). */
 export const LAB_CLIENT_IP4 = "198.51.100.99";
+/** An office's shared address (one NAT for several people), for the account throttle's test. */
+export const LAB_OFFICE_IP4 = "198.51.100.98";
 export const LAB_NET4 = "198.51.100.0/24";
 export const LAB_NET6 = "2001:db8:1::/64";
 export const REVERSE_ZONE4 = "100.51.198.in-addr.arpa";
@@ -67,10 +69,18 @@ function host(name: string, n: number, clamav: boolean): LabHost {
       users: [
         // Alice publishes her OpenPGP key in the Web Key Directory (one key, a user ID per
         // lab domain; the public half only, made for the lab).
-        { address: `alice@${domain}`, aliases: [`sales@${domain}`], openpgpKey: ALICE_OPENPGP_KEY },
+        // Her phone's app password opens IMAP and SMTP; the scanner's sends mail only.
+        {
+          address: `alice@${domain}`,
+          aliases: [`sales@${domain}`],
+          openpgpKey: ALICE_OPENPGP_KEY,
+          appPasswords: ["phone", { name: "scanner", protocols: ["smtp"] }],
+        },
         { address: `bob@${domain}` },
         // A small quota, to be filled by the tests.
         { address: `carol@${domain}`, quotaMb: 1 },
+        // App passwords only: his main password opens nothing.
+        { address: `dave@${domain}`, appPasswords: ["laptop"], appPasswordsOnly: true },
       ],
       aliases: { [`team@${domain}`]: [`alice@${domain}`, `bob@${domain}`] },
       // The lab has no DNS blocklists to ask.

@@ -553,6 +553,80 @@ describe("rules with their exact line, each beside a config that passes", () => 
     expect(c.users[0].quotaMb).toBe(1);
   });
 
+  describe("users[].appPasswords and appPasswordsOnly", () => {
+    const alice = (extra: Record<string, unknown>) =>
+      withKey("users", JSON.stringify([{ address: "alice@example.eu", ...extra }]));
+
+    test("names, or {name, protocols}; imap and smtp by default; none by default", () => {
+      expect(parseConfig(alice({})).users[0]).toMatchObject({
+        appPasswords: [],
+        appPasswordsOnly: false,
+      });
+      const c = parseConfig(
+        alice({
+          appPasswords: ["phone", { name: "scanner", protocols: ["smtp"] }, "laptop-2"],
+          appPasswordsOnly: true,
+        }),
+      );
+      expect(c.users[0]).toMatchObject({
+        appPasswords: [
+          { name: "phone", protocols: ["imap", "smtp"] },
+          { name: "scanner", protocols: ["smtp"] },
+          { name: "laptop-2", protocols: ["imap", "smtp"] },
+        ],
+        appPasswordsOnly: true,
+      });
+      // Protocols are kept in one order, whatever order the config gives.
+      expect(
+        parseConfig(alice({ appPasswords: [{ name: "mac", protocols: ["sieve", "imap"] }] }))
+          .users[0].appPasswords,
+      ).toEqual([{ name: "mac", protocols: ["imap", "sieve"] }]);
+    });
+
+    test("bad device names, protocols and settings are refused, naming the entry", () => {
+      expect(
+        problems(
+          alice({
+            appPasswords: [
+              "Phone",
+              "",
+              "phone",
+              "phone",
+              { name: "pop", protocols: ["pop3"] },
+              { name: "none", protocols: [] },
+              { name: "x", colour: "red" },
+              7,
+            ],
+          }),
+        ),
+      ).toEqual([
+        "mailstack:users[0].appPasswords[0]: must be a device name of 1 to 32 characters a-z, 0-9 and '-' (e.g. phone, laptop-2); got \"Phone\"",
+        "mailstack:users[0].appPasswords[1]: must be a device name of 1 to 32 characters a-z, 0-9 and '-' (e.g. phone, laptop-2); got \"\"",
+        "mailstack:users[0].appPasswords[3]: names the device 'phone' twice; got \"phone\"",
+        "mailstack:users[0].appPasswords[4].protocols: must be a non-empty list of imap, smtp, sieve (what the device may open); got [\"pop3\"]",
+        "mailstack:users[0].appPasswords[5].protocols: must be a non-empty list of imap, smtp, sieve (what the device may open); got []",
+        "mailstack:users[0].appPasswords[6].colour: is not an app password setting (known: name, protocols); got \"colour\"",
+        'mailstack:users[0].appPasswords[7]: must be a list of device names or {name, protocols}, e.g. ["phone", "laptop"]; got 7',
+      ]);
+      expect(problems(alice({ appPasswords: "phone" }))).toEqual([
+        'mailstack:users[0].appPasswords: must be a list of device names or {name, protocols}, e.g. ["phone", "laptop"]; got "phone"',
+      ]);
+      expect(problems(alice({ appPasswords: ["phone"], appPasswordsOnly: "yes" }))).toEqual([
+        'mailstack:users[0].appPasswordsOnly: must be true or false; got "yes"',
+      ]);
+    });
+
+    test("appPasswordsOnly without an app password would lock the mailbox: refused", () => {
+      const why =
+        "mailstack:users[0].appPasswordsOnly: needs at least one users[].appPasswords entry: " +
+        "without one, nothing could open the mailbox; got true";
+      expect(problems(alice({ appPasswordsOnly: true }))).toEqual([why]);
+      expect(problems(alice({ appPasswordsOnly: true, appPasswords: [] }))).toEqual([why]);
+      // The control: with one, it is taken.
+      expect(problems(alice({ appPasswordsOnly: true, appPasswords: ["phone"] }))).toEqual([]);
+    });
+  });
+
   describe("users[].openpgpKey: the armor is checked here, the key by readOpenPgpKeys", () => {
     const PUBLIC =
       "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEZ\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----";

@@ -2,9 +2,10 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseConfig } from "../components/config";
+import { parseConfig, type AppPasswordSpec } from "../components/config";
 import {
   configFiles,
+  dovecotPasswords,
   dovecotUsers,
   fillSlots,
   HOST_TREE,
@@ -185,13 +186,52 @@ describe("tables from the stack's users", () => {
     ]);
   });
 
-  test("the users file: hash, and the quota only where one is set", () => {
-    const text = dovecotUsers(
-      cfg.users.map((u) => ({ ...u, passwordHash: `{ARGON2ID}$h-${u.address}` })),
-    );
+  test("the users file: no password, and the quota only where one is set", () => {
+    const text = dovecotUsers(cfg.users);
     expect(text.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([
-      "alice@example.eu:{ARGON2ID}$h-alice@example.eu::::::",
-      "bob@example.eu:{ARGON2ID}$h-bob@example.eu::::::userdb_quota_storage_size=50M",
+      "alice@example.eu:::::::",
+      "bob@example.eu:::::::userdb_quota_storage_size=50M",
+    ]);
+  });
+
+  test("the passwords file: the main password for every protocol, each device for its own", () => {
+    const users = [
+      { address: "alice@example.eu", appPasswordsOnly: false, devices: [] },
+      {
+        address: "bob@example.eu",
+        appPasswordsOnly: false,
+        devices: [
+          { name: "phone", protocols: ["imap", "smtp"] },
+          { name: "scanner", protocols: ["smtp"] },
+        ],
+      },
+      {
+        address: "carol@example.eu",
+        appPasswordsOnly: true,
+        devices: [{ name: "laptop", protocols: ["imap", "smtp", "sieve"] }],
+      },
+    ].map(({ address, appPasswordsOnly, devices }) => ({
+      address,
+      aliases: [],
+      appPasswords: devices as AppPasswordSpec[],
+      appPasswordsOnly,
+      passwordHash: `{ARGON2ID}$h-${address}`,
+      appPasswordHashes: (devices as AppPasswordSpec[]).map((d) => ({
+        ...d,
+        hash: `{SSHA512}${d.name}`,
+      })),
+    }));
+    expect(
+      dovecotPasswords(users)
+        .split("\n")
+        .filter((l) => l && !l.startsWith("#")),
+    ).toEqual([
+      "alice@example.eu - imap,smtp,sieve {ARGON2ID}$h-alice@example.eu",
+      "bob@example.eu - imap,smtp,sieve {ARGON2ID}$h-bob@example.eu",
+      "bob@example.eu phone imap,smtp {SSHA512}phone",
+      "bob@example.eu scanner smtp {SSHA512}scanner",
+      // appPasswordsOnly: no main password line.
+      "carol@example.eu laptop imap,smtp,sieve {SSHA512}laptop",
     ]);
   });
 

@@ -734,6 +734,7 @@ describe("provisioning", () => {
         // The daemons' configuration tree, and the tables made from the stack's users.
         ...treePaths(),
         "/etc/dovecot/users",
+        "/etc/dovecot/passwords",
         "/etc/postfix/vmailbox",
         "/etc/postfix/virtual",
         "/etc/postfix/sender-login",
@@ -742,20 +743,48 @@ describe("provisioning", () => {
         "/etc/mailstack/rspamd-controller.password",
       ].sort(),
     );
-    // Every user's exported password opens their mailbox: the users file holds its hash.
+    // Every exported password opens its mailbox: the passwords file holds its hash, for the
+    // protocols it may open. Alice has appPasswordsOnly: her main password has no line.
     const pw = await value(prod.stack.userPasswords);
-    expect(files["/etc/dovecot/users"]).toMatchObject({
-      mode: "0640",
-      owner: "root",
-      group: "dovecot",
-    });
-    for (const [address, password] of Object.entries(pw)) {
-      const line = files["/etc/dovecot/users"].content
-        .split("\n")
-        .find((l) => l.startsWith(`${address}:`))!;
-      const hash = line.split(":")[1].replace(/^\{ARGON2ID\}/, "");
-      expect(await argon2Verify({ password, hash })).toBe(true);
-      expect(await argon2Verify({ password: `${password}x`, hash })).toBe(false);
+    const appPw = await value(prod.stack.userAppPasswords);
+    expect(await pulumi.isSecret(prod.stack.userAppPasswords)).toBe(true);
+    for (const path of ["/etc/dovecot/users", "/etc/dovecot/passwords"]) {
+      expect(files[path]).toMatchObject({ mode: "0640", owner: "root", group: "dovecot" });
+    }
+    expect(files["/etc/dovecot/users"].content).not.toMatch(/ARGON2ID|SSHA512/);
+    const lines = files["/etc/dovecot/passwords"].content
+      .split("\n")
+      .filter((l) => l && !l.startsWith("#"))
+      .map((l) => l.split(" "));
+    expect(lines.map(([address, device, protocols]) => [address, device, protocols])).toEqual([
+      ["alice@example.eu", "phone", "imap,smtp"],
+      ["alice@example.eu", "laptop", "imap,smtp"],
+      ["bob@example.eu", "-", "imap,smtp,sieve"],
+      ["bob@example.eu", "phone", "imap,smtp"],
+      ["bob@example.eu", "scanner", "smtp"],
+    ]);
+    const hashOf = (address: string, device: string) =>
+      lines.find(([a, d]) => a === address && d === device)![3];
+    const bobMain = hashOf("bob@example.eu", "-").replace(/^\{ARGON2ID\}/, "");
+    expect(await argon2Verify({ password: pw["bob@example.eu"], hash: bobMain })).toBe(true);
+    expect(await argon2Verify({ password: `${pw["bob@example.eu"]}x`, hash: bobMain })).toBe(false);
+    // {SSHA512}: base64 of SHA-512(password + salt) and the salt.
+    const sshaVerify = (password: string, field: string) => {
+      const raw = Buffer.from(field.replace(/^\{SSHA512\}/, ""), "base64");
+      const salt = raw.subarray(64);
+      return createHash("sha512")
+        .update(password)
+        .update(salt)
+        .digest()
+        .equals(raw.subarray(0, 64));
+    };
+    expect(Object.keys(appPw).sort()).toEqual(["alice@example.eu", "bob@example.eu"]);
+    for (const [address, devices] of Object.entries(appPw)) {
+      for (const [device, password] of Object.entries(devices)) {
+        expect(password).toHaveLength(24);
+        expect(sshaVerify(password, hashOf(address, device))).toBe(true);
+        expect(sshaVerify(`${password}x`, hashOf(address, device))).toBe(false);
+      }
     }
     // The host's restic opens the repository with the password the stack exports.
     expect(files["/etc/mailstack/backup.password"]).toEqual({
@@ -1156,14 +1185,34 @@ describe("outputs", () => {
     const pw = await value(prod.stack.userPasswords);
     expect(Object.keys(pw)).toEqual(["alice@example.eu", "bob@example.eu"]);
     for (const p of Object.values(pw)) expect(p).toHaveLength(24);
-    // One per user, and the Rspamd controller's (besides the backup's: see "backup storage").
+    // One per user, one per device, and the Rspamd controller's (besides the backup's: see
+    // "backup storage").
     const passwords = prod.of(T.password).filter((r) => !r.name.startsWith("prod-backup-"));
-    expect(passwords.map((r) => r.inputs)).toEqual([
-      { length: 24, special: false },
-      { length: 24, special: false },
-      { length: 24, special: false },
+    expect(passwords.map((r) => r.name).sort()).toEqual([
+      "prod-app-password-alice-example-eu-laptop",
+      "prod-app-password-alice-example-eu-phone",
+      "prod-app-password-bob-example-eu-phone",
+      "prod-app-password-bob-example-eu-scanner",
+      "prod-password-alice-example-eu",
+      "prod-password-bob-example-eu",
+      "prod-rspamd-controller",
     ]);
+    for (const r of passwords) expect(r.inputs).toEqual({ length: 24, special: false });
     expect(await pulumi.isSecret(prod.stack.rspamdControllerPassword)).toBe(true);
+  });
+
+  test("app passwords: one per device, each its own, exported as a secret", async () => {
+    expect(await pulumi.isSecret(prod.stack.userAppPasswords)).toBe(true);
+    const app = await value(prod.stack.userAppPasswords);
+    expect(Object.fromEntries(Object.entries(app).map(([a, d]) => [a, Object.keys(d)]))).toEqual({
+      "alice@example.eu": ["phone", "laptop"],
+      "bob@example.eu": ["phone", "scanner"],
+    });
+    const all = Object.values(app).flatMap((d) => Object.values(d));
+    expect(new Set(all).size).toBe(4);
+    // Staging has none: the output is an empty map, and no resource is made.
+    expect(await value(staging.stack.userAppPasswords)).toEqual({});
+    expect(staging.of(T.password).filter((r) => r.name.includes("app-password"))).toEqual([]);
   });
 
   test("with adminMfa totp, the admin account's TOTP secret: on the host for pam_oath, out as a secret otpauth URI", async () => {

@@ -1,5 +1,6 @@
 import { argon2Verify } from "hash-wasm";
-import { dovecotPasswordHash } from "../components/passwords";
+import { createHash } from "node:crypto";
+import { dovecotAppPasswordHash, dovecotPasswordHash } from "../components/passwords";
 
 /** Dovecot's {ARGON2ID} scheme around libsodium's encoded form: 16-byte salt, 32-byte hash. */
 const FORMAT =
@@ -52,4 +53,33 @@ test("an Argon2 verifier accepts the password and refuses a wrong one", async ()
 
 test("an empty password is refused", async () => {
   await expect(dovecotPasswordHash(ALICE, "")).rejects.toThrow(/empty password/);
+});
+
+describe("app passwords: Dovecot's {SSHA512}", () => {
+  const field = dovecotAppPasswordHash(ALICE, "phone", PASSWORD);
+  const raw = Buffer.from(field.replace(/^\{SSHA512\}/, ""), "base64");
+
+  test("base64 of SHA-512(password + salt) and the 16-byte salt", () => {
+    expect(field).toMatch(/^\{SSHA512\}[A-Za-z0-9+/]{107}=$/);
+    expect(raw).toHaveLength(64 + 16);
+    const salt = raw.subarray(64);
+    const digest = createHash("sha512").update(PASSWORD).update(salt).digest();
+    expect(raw.subarray(0, 64).equals(digest)).toBe(true);
+    const wrong = createHash("sha512").update(`${PASSWORD}x`).update(salt).digest();
+    expect(raw.subarray(0, 64).equals(wrong)).toBe(false);
+  });
+
+  test("the same inputs give the same field; another device or address another salt", () => {
+    expect(dovecotAppPasswordHash(ALICE, "phone", PASSWORD)).toBe(field);
+    const salts = [
+      field,
+      dovecotAppPasswordHash(ALICE, "laptop", PASSWORD),
+      dovecotAppPasswordHash("bob@example.eu", "phone", PASSWORD),
+    ].map((f) => Buffer.from(f.slice("{SSHA512}".length), "base64").subarray(64).toString("hex"));
+    expect(new Set(salts).size).toBe(3);
+  });
+
+  test("an empty password is refused", () => {
+    expect(() => dovecotAppPasswordHash(ALICE, "phone", "")).toThrow(/empty password/);
+  });
 });

@@ -383,15 +383,18 @@ describe("what the texts say about the host is what the host files do", () => {
   const settings = (text: string) =>
     text.split("\n").filter((l) => l.trim() !== "" && !/^\s*#/.test(l));
 
-  test("Fail2Ban bans for an hour, and a week for an address banned again and again", () => {
+  test("Fail2Ban bans for an hour, a week when again and again; an account throttle lasts 15 minutes", () => {
     const jail = host("etc/fail2ban/jail.d/mailstack.local");
     const section = (name: string) =>
       new RegExp(`^\\[${name}\\]\\n([^[]*)`, "m").exec(jail)?.[1] ?? "";
     expect(section("DEFAULT")).toMatch(/^bantime = 1h$/m);
     expect(section("recidive")).toMatch(/^bantime = 1w$/m);
-    expect([HOST_FACTS.banHours, HOST_FACTS.recidiveBanDays]).toEqual([1, 7]);
-    // No jail sets a ban of its own but recidive.
-    expect(jail.match(/^bantime = /gm)).toHaveLength(2);
+    expect(section("mailstack-account")).toMatch(/^bantime = 15m$/m);
+    expect([HOST_FACTS.banHours, HOST_FACTS.recidiveBanDays, HOST_FACTS.throttleMinutes]).toEqual([
+      1, 7, 15,
+    ]);
+    // No jail sets a ban of its own but recidive and the account throttle.
+    expect(jail.match(/^bantime = /gm)).toHaveLength(3);
   });
 
   test("Rspamd: greylisting expires after a day; the sending limit; stock history and hashes", () => {

@@ -88,6 +88,7 @@ describe("a valid stack", () => {
       "dkimSelector",
       "clientSettings",
       "userPasswords",
+      "userAppPasswords",
       "adminTotpUri",
       "monthlyCostEur",
       "backupBucket",

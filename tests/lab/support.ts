@@ -2,9 +2,11 @@
 // (`npm run test:lab` starts it there): commands on the VMs, DNS queries, SMTP and TLS.
 import { spawnSync } from "node:child_process";
 import { get } from "node:https";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { ImapFlow } from "imapflow";
 import { createTransport } from "nodemailer";
-import { passwords } from "../../lab/lab";
+import { appPasswords, passwords } from "../../lab/lab";
 import { labCaPem } from "../../lab/acme";
 import { ACME_MANAGEMENT } from "../../lab/settings";
 import { labKeys, type LabKeys } from "../../lab/keys";
@@ -116,10 +118,23 @@ export async function eventually(
   );
 }
 
-/** The password the lab generated for a user (the stack's `userPasswords`). */
+/**
+ * The password a user's mail client logs in with: the one the lab generated (the stack's
+ * `userPasswords`), or for a user with appPasswordsOnly, the first device's app password.
+ */
 export function passwordOf(h: LabHost, address: string): string {
-  const pw = passwords(h)[address];
+  const user = h.config.users.find((u) => u.address === address);
+  const pw = user?.appPasswordsOnly
+    ? appPasswordOf(h, address, user.appPasswords[0].name)
+    : passwords(h)[address];
   if (!pw) throw new Error(`no lab password for ${address}`);
+  return pw;
+}
+
+/** A device's app password (the stack's `userAppPasswords`). */
+export function appPasswordOf(h: LabHost, address: string, device: string): string {
+  const pw = appPasswords(h)[address]?.[device];
+  if (!pw) throw new Error(`no lab app password for ${address} ${device}`);
   return pw;
 }
 
@@ -226,4 +241,113 @@ export function servedChain(h: LabHost): string[] {
     "",
   );
   return served.out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+}
+
+/** A TCP connection that fails fast (ETIMEDOUT after 10 s) rather than eat a test's wait. */
+function connectFrom(host: string, port: number, localAddress?: string): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const s = netConnect({ host, port, localAddress }, () => {
+      s.setTimeout(0);
+      resolve(s);
+    });
+    s.setTimeout(10_000, () =>
+      s.destroy(Object.assign(new Error(`connection to ${port} timed out`), { code: "ETIMEDOUT" })),
+    );
+    s.once("error", reject);
+  });
+}
+
+/** Reads a socket's text until a pattern shows; `write` sends a line. */
+function conversation(socket: Socket | TLSSocket) {
+  socket.setEncoding("utf8");
+  let text = "";
+  socket.on("data", (d: string) => (text += d));
+  return {
+    write: (line: string) => socket.write(`${line}\r\n`),
+    /** Resolves with the first match in what came after `from` (an earlier match's end). */
+    until: (re: RegExp, from = 0) =>
+      new Promise<{ line: string; end: number }>((resolve, reject) => {
+        const started = Date.now();
+        const check = () => {
+          const m = re.exec(text.slice(from));
+          if (m) return resolve({ line: m[0].trim(), end: from + m.index + m[0].length });
+          if (Date.now() - started > 20_000) return reject(new Error(`no ${re} in ${text}`));
+          setTimeout(check, 50);
+        };
+        check();
+      }),
+  };
+}
+
+/** LOGIN on IMAPS (993), from `localAddress` when given; the tagged reply (`a1 OK ...`). */
+export async function imapLoginAs(
+  h: LabHost,
+  user: string,
+  password: string,
+  localAddress?: string,
+): Promise<string> {
+  const ca = await acmeRoot();
+  const plain = await connectFrom(h.ipv4, 993, localAddress);
+  const tls = await new Promise<TLSSocket>((resolve, reject) => {
+    const s = tlsConnect({ socket: plain, ca, servername: h.config.mailHost }, () => resolve(s));
+    s.once("error", reject);
+  });
+  try {
+    const c = conversation(tls);
+    const greeting = await c.until(/^\* OK.*\r\n/m);
+    c.write(`a1 LOGIN "${user}" "${password}"`);
+    return (await c.until(/^a1 .*\r\n/m, greeting.end)).line;
+  } finally {
+    tls.destroy();
+  }
+}
+
+/** AUTH PLAIN on submission with implicit TLS (465), from `localAddress`; the reply line. */
+export async function smtpLoginAs(
+  h: LabHost,
+  user: string,
+  password: string,
+  localAddress?: string,
+): Promise<string> {
+  const s = await SmtpSession.open({
+    host: h.ipv4,
+    port: 465,
+    tls: { ca: await acmeRoot(), servername: h.config.mailHost },
+    localAddress,
+  });
+  try {
+    await s.ehlo();
+    return (await s.authPlain(user, password)).text;
+  } finally {
+    s.close();
+  }
+}
+
+/**
+ * AUTHENTICATE PLAIN on ManageSieve (4190) after STARTTLS, as a filter client logs in; the
+ * reply line (`OK ...` or `NO ...`).
+ */
+export async function sieveLoginAs(h: LabHost, user: string, password: string): Promise<string> {
+  const plain = await connectFrom(h.ipv4, 4190);
+  let tls: TLSSocket | undefined;
+  try {
+    const c = conversation(plain);
+    const greeting = await c.until(/^OK.*\r\n/m);
+    c.write("STARTTLS");
+    await c.until(/^OK.*\r\n/m, greeting.end);
+    plain.removeAllListeners("data");
+    const ca = await acmeRoot();
+    tls = await new Promise<TLSSocket>((resolve, reject) => {
+      const s = tlsConnect({ socket: plain, ca, servername: h.config.mailHost }, () => resolve(s));
+      s.once("error", reject);
+    });
+    const t = conversation(tls);
+    // After STARTTLS the server sends its capabilities again, ending in OK.
+    const caps = await t.until(/^OK.*\r\n/m);
+    const token = Buffer.from(`\0${user}\0${password}`).toString("base64");
+    t.write(`AUTHENTICATE "PLAIN" "${token}"`);
+    return (await t.until(/^(?:OK|NO|BYE).*\r\n/m, caps.end)).line;
+  } finally {
+    (tls ?? plain).destroy();
+  }
 }

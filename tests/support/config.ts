@@ -25,8 +25,17 @@ export const PROD_RAW: Record<string, unknown> = {
   location: "nbg1",
   sshAllowedIps: JSON.stringify(["198.51.100.7/32", "2001:db8:7::/48"]),
   users: JSON.stringify([
-    { address: "alice@example.eu", aliases: ["a.smith@example.eu"], quotaMb: 10240 },
-    { address: "bob@example.eu" },
+    {
+      address: "alice@example.eu",
+      aliases: ["a.smith@example.eu"],
+      quotaMb: 10240,
+      appPasswords: ["phone", "laptop"],
+      appPasswordsOnly: true,
+    },
+    {
+      address: "bob@example.eu",
+      appPasswords: ["phone", { name: "scanner", protocols: ["smtp"] }],
+    },
   ]),
   aliases: JSON.stringify({ "team@example.eu": ["alice@example.eu", "bob@example.eu"] }),
   monitoringAllowedIps: JSON.stringify(["198.51.100.50/32"]),
