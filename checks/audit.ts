@@ -25,8 +25,10 @@ export interface NmapHost {
   family: 4 | 6;
   /** up or down; with -Pn always up. */
   status: string;
-  /** The ports nmap lists one by one (the rest are in its extraports summary). */
+  /** The ports nmap lists one by one. */
   ports: NmapPort[];
+  /** The state of all the others (nmap's extraports), e.g. filtered, or closed/filtered. */
+  otherPorts: string;
 }
 
 export interface NmapRun {
@@ -49,8 +51,8 @@ type Attrs = Record<string, string | undefined>;
 type RawPort = Record<string, string | Attrs | undefined> & { portid?: string; protocol?: string };
 interface RawHost {
   address?: Attrs[];
+  ports?: { port?: RawPort[]; extraports?: Attrs[] };
   status?: Attrs;
-  ports?: { port?: RawPort[] };
 }
 interface RawRun {
   args?: string;
@@ -106,6 +108,9 @@ export function parseNmapXml(xml: string): NmapRun {
           reason: state?.reason ?? "",
         };
       }),
+      otherPorts: [...new Set(asArray(h.ports?.extraports).map((e) => e.state ?? "unknown"))].join(
+        "/",
+      ),
     };
   });
   return { args: run.args ?? "", tcpPortsScanned: Number(tcp?.numservices ?? 0), hosts };
@@ -249,7 +254,8 @@ export function comparePorts(
 ): PortRow[] {
   const open = new Set(openTcpPorts(host));
   const stateOf = (port: number) =>
-    host.ports.find((p) => p.protocol === "tcp" && p.port === port)?.state ?? "filtered";
+    host.ports.find((p) => p.protocol === "tcp" && p.port === port)?.state ??
+    (host.otherPorts || "not listed");
   const ports = [...new Set([...expected, ...open])].sort((a, b) => a - b);
   return ports.map((port) => {
     const want = expected.includes(port) ? "open" : "closed";

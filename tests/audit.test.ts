@@ -44,6 +44,7 @@ describe("nmap's XML", () => {
     expect(run.tcpPortsScanned).toBe(65535);
     const host = scannedHost(run, "203.0.113.25");
     expect([host.address, host.family, host.status]).toEqual(["203.0.113.25", 4, "up"]);
+    expect(host.otherPorts).toBe("filtered");
     expect(openTcpPorts(host)).toEqual(MAIL);
   });
 
@@ -70,6 +71,8 @@ describe("nmap's XML", () => {
   test("a scan of nmap's top 1000 ports is refused: an open port outside them would go unseen", () => {
     const run = parseNmapXml(fixture("nmap-top1000.xml"));
     expect(run.tcpPortsScanned).toBe(1000);
+    // Control: the run itself reads (its ports refused the connection, closed).
+    expect(run.hosts.map((h) => [h.address, h.otherPorts])).toEqual([["127.0.0.1", "closed"]]);
     expect(() => scannedHost(run, "127.0.0.1")).toThrow(
       "the scan covered 1000 TCP ports, not all 65535 (nmap -p-)",
     );
