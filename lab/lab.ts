@@ -70,6 +70,8 @@ const HOST_TOOLS: Record<string, string> = {
   ip: "iproute2",
   "mkfs.ext4": "e2fsprogs",
   openssl: "openssl",
+  // The outside audit's port scan of the hosts (tests/lab/audit.test.ts).
+  nmap: "nmap",
 };
 
 /** The config a lab host runs: the lab's admin key in place of a person's. */

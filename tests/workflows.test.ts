@@ -73,8 +73,9 @@ const workflows: Record<string, string> = Object.fromEntries(
 );
 
 describe("the real workflows", () => {
-  test("are the five the docs describe", () => {
+  test("are the six the docs describe", () => {
     expect(Object.keys(workflows)).toEqual([
+      "audit.yml",
       "deploy.yml",
       "drift.yml",
       "janitor.yml",
@@ -124,6 +125,31 @@ describe("the real workflows", () => {
       "npm run check -- --config Pulumi.prod.yaml --ipv4-only --resolver 1.1.1.1 --resolver 9.9.9.9",
     );
     expect(check.env).toBeUndefined();
+  });
+
+  test("audit.yml: weekly and by hand, with no secret, the port and TLS scan of prod and then the checker, even after a failed scan", () => {
+    const audit = parse(workflows["audit.yml"]);
+    expect(audit.on).toEqual({ schedule: [{ cron: "41 4 * * 1" }], workflow_dispatch: {} });
+    expect(audit.permissions).toEqual({ contents: "read" });
+    expect(Object.keys(audit.jobs)).toEqual(["audit"]);
+    const job = audit.jobs.audit;
+    expect(job.environment).toBeUndefined();
+    expect(workflows["audit.yml"]).not.toMatch(/secrets\.|github\.token/);
+    const steps = job.steps as any[];
+    const runs = steps.map((s) => s.run).filter(Boolean);
+    expect(runs).toContain(
+      "sudo apt-get update && sudo apt-get install -y --no-install-recommends nmap testssl.sh",
+    );
+    const scan = steps.find((s) => s.name === "port and TLS scan of the production host");
+    expect(scan.run).toBe("npm run audit -- --config Pulumi.prod.yaml --ipv4-only");
+    // A failed scan fails the job: nothing lets it pass.
+    expect([scan.if, scan["continue-on-error"]]).toEqual([undefined, undefined]);
+    const check = steps.find((s) => s.name === "outside-in check of the production domain");
+    expect(check.run).toBe(
+      "npm run check -- --config Pulumi.prod.yaml --ipv4-only --resolver 1.1.1.1 --resolver 9.9.9.9",
+    );
+    expect(check.if).toBe("${{ !cancelled() }}");
+    expect(steps.indexOf(scan)).toBeLessThan(steps.indexOf(check));
   });
 
   test("deploy.yml: the replacement allowance comes from the merged pull request's label alone", () => {
