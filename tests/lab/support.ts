@@ -271,7 +271,7 @@ function conversation(socket: Socket | TLSSocket) {
         const check = () => {
           const m = re.exec(text.slice(from));
           if (m) return resolve({ line: m[0].trim(), end: from + m.index + m[0].length });
-          if (Date.now() - started > 20_000) return reject(new Error(`no ${re} in ${text}`));
+          if (Date.now() - started > 60_000) return reject(new Error(`no ${re} in ${text}`));
           setTimeout(check, 50);
         };
         check();

@@ -73,6 +73,8 @@ function auth_password_verify(req, password)
   end
   f:close()
   if not known then
+    -- Dovecot logs a wrong password itself, but not this: Fail2Ban counts both.
+    req:log_info("unknown user")
     return auth.PASSDB_RESULT_USER_UNKNOWN, ""
   end
   return auth.PASSDB_RESULT_PASSWORD_MISMATCH, ""
