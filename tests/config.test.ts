@@ -603,9 +603,9 @@ describe("rules with their exact line, each beside a config that passes", () => 
         "mailstack:users[0].appPasswords[0]: must be a device name of 1 to 32 characters a-z, 0-9 and '-' (e.g. phone, laptop-2); got \"Phone\"",
         "mailstack:users[0].appPasswords[1]: must be a device name of 1 to 32 characters a-z, 0-9 and '-' (e.g. phone, laptop-2); got \"\"",
         "mailstack:users[0].appPasswords[3]: names the device 'phone' twice; got \"phone\"",
-        "mailstack:users[0].appPasswords[4].protocols: must be a non-empty list of imap, smtp, sieve (what the device may open); got [\"pop3\"]",
+        'mailstack:users[0].appPasswords[4].protocols: must be a non-empty list of imap, smtp, sieve (what the device may open); got ["pop3"]',
         "mailstack:users[0].appPasswords[5].protocols: must be a non-empty list of imap, smtp, sieve (what the device may open); got []",
-        "mailstack:users[0].appPasswords[6].colour: is not an app password setting (known: name, protocols); got \"colour\"",
+        'mailstack:users[0].appPasswords[6].colour: is not an app password setting (known: name, protocols); got "colour"',
         'mailstack:users[0].appPasswords[7]: must be a list of device names or {name, protocols}, e.g. ["phone", "laptop"]; got 7',
       ]);
       expect(problems(alice({ appPasswords: "phone" }))).toEqual([
