@@ -30,6 +30,8 @@ import {
   type PortRow,
   type TlsRegression,
 } from "./audit";
+import { STDIO, type Io } from "../scripts/privacy-notice";
+export type { Io };
 
 const USAGE = `usage: npm run audit -- --config Pulumi.<stack>.yaml [options]
   --config FILE     the stack's settings: the mail host (hostname.domain) and the firewall's
@@ -48,17 +50,6 @@ const USAGE = `usage: npm run audit -- --config Pulumi.<stack>.yaml [options]
 /** testssl.sh takes one to three minutes a port; a few at a time keep the audit short. */
 const TESTSSL_PARALLEL = 3;
 const TESTSSL_TIMEOUT_MS = 15 * 60_000;
-
-/** Where the program writes: standard output and error, replaceable in tests. */
-export interface Io {
-  out: (text: string) => void;
-  err: (text: string) => void;
-}
-
-const STDIO: Io = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
-};
 
 const familyOf = (ip: string): 4 | 6 => (ipaddr.parse(ip).kind() === "ipv6" ? 6 : 4);
 

@@ -29,7 +29,7 @@ export interface Io {
   err: (text: string) => void;
 }
 
-const STDIO: Io = {
+export const STDIO: Io = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
 };
