@@ -68,12 +68,16 @@ export function vendorData(image: BaseImage): string {
   })}`;
 }
 
-function writeSeed(h: LabHost, keys: LabKeys, image: BaseImage): string {
+/** What a VM boots with: a mail host's keys (its stack's userData), or userData as given. */
+export type Seed = LabKeys | { userData: string };
+
+function writeSeed(h: LabHost, seed: Seed, image: BaseImage): string {
   const dir = join(hostDir(h), "seed");
   mkdirSync(dir, { recursive: true });
   // A replacement server's userData differs from its predecessor's (replaceHost).
   const note = existsSync(userDataNoteFile(h)) ? readFileSync(userDataNoteFile(h), "utf8") : "";
-  const userData = renderCloudInit(labHostSpec(h, keys)) + note;
+  const userData =
+    "userData" in seed ? seed.userData : renderCloudInit(labHostSpec(h, seed)) + note;
   writeFileSync(join(dir, "user-data"), userData, { mode: 0o600 });
   const seedFiles = ["user-data", "meta-data", "network-config"];
   if (!image.baked) {
@@ -168,7 +172,7 @@ function accelFile(): string {
 }
 
 /** Creates the host's disks and seed, and boots it. */
-export async function bootHost(h: LabHost, image: BaseImage, keys: LabKeys): Promise<void> {
+export async function bootHost(h: LabHost, image: BaseImage, seed: Seed): Promise<void> {
   const dir = hostDir(h);
   mkdirSync(dir, { recursive: true });
   const disk = rootDisk(h);
@@ -177,7 +181,7 @@ export async function bootHost(h: LabHost, image: BaseImage, keys: LabKeys): Pro
   const volume = volumeFile(h);
   // Hetzner formats a new volume as ext4; the host itself never formats it.
   if (!existsSync(volume)) run("mkfs.ext4", ["-q", "-F", "-L", "mail", volume, "1G"]);
-  const iso = writeSeed(h, keys, image);
+  const iso = writeSeed(h, seed, image);
 
   const forced = process.env.MAILSTACK_LAB_ACCEL as "kvm" | "tcg" | undefined;
   const remembered = existsSync(accelFile())

@@ -1,0 +1,169 @@
+// A burst of mail into alpha with a hard reset in the middle: remote senders (here, several
+// SMTP connections from the lab client) send N messages to port 25; when half have been
+// accepted, alpha's VM is killed outright, as a power cut would. The senders keep at it and
+// retry whatever did not get a 250, as an MTA's queue does. Once alpha is back and its queue
+// is empty, every Message-ID is counted over IMAP: each accepted message must be there, once.
+import { ImapFlow } from "imapflow";
+import { startHost } from "../lab/lab";
+import { sleep } from "../lab/run";
+import type { LabHost } from "../lab/settings";
+import { stopHost } from "../lab/vm";
+import { SmtpSession } from "../tests/lab/smtp";
+import { acmeRoot } from "../tests/lab/support";
+
+export interface BurstResult {
+  messages: number;
+  connections: number;
+  accepted: number;
+  acceptedBeforeReset: number;
+  arrived: number;
+  /** Accepted with a 250, yet not in the mailbox: lost. */
+  lost: number;
+  /** In the mailbox more than once. */
+  duplicates: number;
+  /** Sends that did not get a 250 and were tried again. */
+  retried: number;
+  resetSeconds: number;
+  seconds: number;
+}
+
+const CONNECTIONS = 8;
+
+class RefusedError extends Error {}
+const FROM = "someone@lab.example";
+
+function text(to: string, id: string, i: number): string {
+  return [
+    `From: ${FROM}`,
+    `To: ${to}`,
+    `Subject: burst ${i}`,
+    `Message-ID: <${id}>`,
+    `Date: ${new Date().toUTCString()}`,
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=us-ascii",
+    "",
+    `Message ${i} of the burst. It must arrive once, whatever happens to the server.`,
+    "",
+  ].join("\r\n");
+}
+
+/** Message-IDs in a mailbox, counted. */
+async function messageIds(
+  h: LabHost,
+  user: string,
+  password: string,
+): Promise<Map<string, number>> {
+  const client = new ImapFlow({
+    host: h.ipv4,
+    port: 993,
+    secure: true,
+    auth: { user, pass: password },
+    tls: { ca: await acmeRoot(), servername: h.config.mailHost },
+    logger: false,
+    connectionTimeout: 60_000,
+    greetingTimeout: 60_000,
+  });
+  await client.connect();
+  const ids = new Map<string, number>();
+  try {
+    const lock = await client.getMailboxLock("INBOX");
+    try {
+      if ((client.mailbox as { exists: number }).exists > 0)
+        for await (const m of client.fetch("1:*", { envelope: true })) {
+          const id = (m.envelope?.messageId ?? "").replace(/^<|>$/g, "");
+          ids.set(id, (ids.get(id) ?? 0) + 1);
+        }
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await client.logout().catch(() => undefined);
+  }
+  return ids;
+}
+
+export async function burst(h: LabHost, n: number, password: string): Promise<BurstResult> {
+  const to = `bob@${h.config.domain}`;
+  const run = `${Date.now().toString(36)}`;
+  const idOf = (i: number) => `burst-${run}-${i}@lab.example`;
+  const pending = Array.from({ length: n }, (_, i) => i);
+  const accepted = new Set<number>();
+  let retried = 0;
+  let acceptedBeforeReset = 0;
+  let resetSeconds = 0;
+  const start = Date.now();
+
+  const reset = async () => {
+    acceptedBeforeReset = accepted.size;
+    const t = Date.now();
+    stopHost(h);
+    await sleep(2000);
+    await startHost(h);
+    resetSeconds = Math.round((Date.now() - t) / 1000);
+  };
+  let resetting: Promise<void> | undefined;
+
+  const worker = async () => {
+    let session: SmtpSession | undefined;
+    while (pending.length > 0) {
+      const i = pending.shift()!;
+      try {
+        if (!session) {
+          session = await SmtpSession.open({ host: h.ipv4, port: 25 });
+          if (session.greeting.code !== 220) throw new Error(session.greeting.text);
+          await session.ehlo();
+        }
+        const mail = await session.command(`MAIL FROM:<${FROM}>`);
+        const rcpt = mail.code === 250 ? await session.command(`RCPT TO:<${to}>`) : mail;
+        const data = rcpt.code === 250 ? await session.data(text(to, idOf(i), i)) : rcpt;
+        // A refusal (5xx) is final: the bench's mail must never be refused.
+        if (data.code >= 500) throw new RefusedError(`message ${i} refused: ${data.text}`);
+        if (data.code !== 250) throw new Error(data.text);
+        accepted.add(i);
+        if (!resetting && accepted.size >= n / 2) resetting = reset();
+      } catch (e) {
+        if (e instanceof RefusedError) throw e;
+        // Not accepted: tried again later, on a new connection, as a sending MTA does.
+        retried++;
+        pending.push(i);
+        session?.close();
+        session = undefined;
+        await sleep(3000);
+      }
+    }
+    session?.close();
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
+  await resetting;
+
+  // Everything accepted is delivered once the queue is empty; wait for the count to settle.
+  let ids = new Map<string, number>();
+  for (let stable = 0, last = -1; stable < 3;) {
+    await sleep(10_000);
+    ids = await messageIds(h, to, password);
+    const ours = [...ids.keys()].filter((k) => k.includes(`-${run}-`)).length;
+    stable = ours === last ? stable + 1 : 0;
+    last = ours;
+  }
+  let arrived = 0;
+  let duplicates = 0;
+  let lost = 0;
+  for (let i = 0; i < n; i++) {
+    const c = ids.get(idOf(i)) ?? 0;
+    if (c > 0) arrived++;
+    if (c > 1) duplicates++;
+    if (c === 0 && accepted.has(i)) lost++;
+  }
+  return {
+    messages: n,
+    connections: CONNECTIONS,
+    accepted: accepted.size,
+    acceptedBeforeReset,
+    arrived,
+    lost,
+    duplicates,
+    retried,
+    resetSeconds,
+    seconds: Math.round((Date.now() - start) / 1000),
+  };
+}

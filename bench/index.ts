@@ -1,0 +1,55 @@
+// `npm run bench` — the project's benchmarks; each prints its figures and writes them, with
+// the machine they came from, under bench/results/.
+//   npm run bench                   the program under mocks, and the wall time of `npm test`
+//   npm run bench -- program        the program under mocks only
+//   npm run bench -- lab [options]  the mail host on the lab (bench/lab.ts)
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { benchLab } from "./lab";
+import { describeMachine, machine } from "./machine";
+import { benchProgram } from "./program";
+
+function writeResults(kind: string, figures: object): string {
+  const dir = join(__dirname, "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${kind}-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`);
+  writeFileSync(file, `${JSON.stringify({ machine: machine(), ...figures }, null, 2)}\n`);
+  return file;
+}
+
+/** The wall time of the test command the README gives, run once. */
+function benchNpmTest(): { seconds: number; status: number } {
+  const start = Date.now();
+  const res = spawnSync("npm", ["test", "--silent"], {
+    cwd: join(__dirname, ".."),
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const seconds = Math.round((Date.now() - start) / 100) / 10;
+  console.log(`npm test: ${seconds} s, exit ${res.status} (target ≤ 60 s)`);
+  return { seconds, status: res.status ?? 1 };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [what = "all", ...rest] = argv;
+  if (what === "lab") return benchLab(rest.filter((a) => a !== "--inside"));
+  if (what !== "all" && what !== "program") {
+    console.error(
+      `bench: unknown benchmark '${what}' (program, lab, or nothing for program and npm test)`,
+    );
+    return 2;
+  }
+  console.log(describeMachine(machine()));
+  const program = benchProgram();
+  const npmTest = what === "all" ? benchNpmTest() : undefined;
+  console.log(`figures: ${writeResults(what, { program, npmTest })}`);
+  return npmTest && npmTest.status !== 0 ? 1 : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);
