@@ -3,13 +3,12 @@
 // accepted, alpha's VM is killed outright, as a power cut would. The senders keep at it and
 // retry whatever did not get a 250, as an MTA's queue does. Once alpha is back and its queue
 // is empty, every Message-ID is counted over IMAP: each accepted message must be there, once.
-import { ImapFlow } from "imapflow";
 import { startHost } from "../lab/lab";
 import { sleep } from "../lab/run";
 import type { LabHost } from "../lab/settings";
 import { stopHost } from "../lab/vm";
 import { SmtpSession } from "../tests/lab/smtp";
-import { acmeRoot } from "../tests/lab/support";
+import { withImap } from "../tests/lab/support";
 
 export interface BurstResult {
   messages: number;
@@ -48,24 +47,9 @@ function text(to: string, id: string, i: number): string {
 }
 
 /** Message-IDs in a mailbox, counted. */
-async function messageIds(
-  h: LabHost,
-  user: string,
-  password: string,
-): Promise<Map<string, number>> {
-  const client = new ImapFlow({
-    host: h.ipv4,
-    port: 993,
-    secure: true,
-    auth: { user, pass: password },
-    tls: { ca: await acmeRoot(), servername: h.config.mailHost },
-    logger: false,
-    connectionTimeout: 60_000,
-    greetingTimeout: 60_000,
-  });
-  await client.connect();
-  const ids = new Map<string, number>();
-  try {
+function messageIds(h: LabHost, user: string, password: string): Promise<Map<string, number>> {
+  return withImap(h, user, password, async (client) => {
+    const ids = new Map<string, number>();
     const lock = await client.getMailboxLock("INBOX");
     try {
       if ((client.mailbox as { exists: number }).exists > 0)
@@ -76,10 +60,8 @@ async function messageIds(
     } finally {
       lock.release();
     }
-  } finally {
-    await client.logout().catch(() => undefined);
-  }
-  return ids;
+    return ids;
+  });
 }
 
 export async function burst(h: LabHost, n: number, password: string): Promise<BurstResult> {
