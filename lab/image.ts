@@ -9,8 +9,10 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -42,6 +44,8 @@ const IMAGE_PACKAGES = [
 
 /** Bump when the recipe below changes in a way the package list does not show. */
 const RECIPE_VERSION = 4;
+/** Bump when the baked image's own steps (deferMailUnits) change. */
+const BAKED_RECIPE_VERSION = 1;
 
 export interface BaseImage {
   dir: string;
@@ -90,7 +94,16 @@ export function imageKey(release: string, baked: boolean): string {
   const packages = imagePackages(baked);
   const mirrored = baked ? [] : hostPackages({ clamav: true });
   const digest = createHash("sha256")
-    .update(JSON.stringify({ release, packages, mirrored, RECIPE_VERSION, resolver: SERVICES_IP4 }))
+    .update(
+      JSON.stringify({
+        release,
+        packages,
+        mirrored,
+        RECIPE_VERSION,
+        resolver: SERVICES_IP4,
+        ...(baked ? { BAKED_RECIPE_VERSION } : {}),
+      }),
+    )
     .digest("hex")
     .slice(0, 16);
   return `${release}-${baked ? "baked" : "stock"}-${digest}`;
@@ -142,7 +155,8 @@ function build(image: BaseImage): void {
       env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
     },
   );
-  if (!image.baked) buildMirror(root, work, image.release);
+  if (image.baked) deferMailUnits(root);
+  else buildMirror(root, work, image.release);
 
   const write = (path: string, text: string) => writeFileSync(join(root, path), text);
   write("etc/fstab", "/dev/vda / ext4 defaults 0 1\n");
@@ -185,6 +199,59 @@ function build(image: BaseImage): void {
       rmSync(join(CACHE_DIR, old), { recursive: true, force: true });
     }
   }
+}
+
+/** Where the baked image keeps the unit links its first boot puts back. */
+const DEFERRED_UNITS = "etc/mailstack-lab/deferred-units";
+
+/**
+ * On a stock server the first provisioning installs the mail packages with every service
+ * enabled and none started, and starts them configured. The baked image has them installed
+ * already, so its first boot would start each with Debian's defaults (Rspamd loading its
+ * rules twice). The links that would start them are taken out of the image and put back by
+ * a one-shot unit during the first boot, after systemd has chosen what that boot starts:
+ * the host reaches provisioning as a stock one does, enabled and not running.
+ */
+function deferMailUnits(root: string): void {
+  const units = new Set(
+    run("chroot", [root, "dpkg", "-L", ...hostPackages({ clamav: true })], { stdio: "pipe" })
+      .split("\n")
+      .filter((f) =>
+        /^\/(usr\/)?lib\/systemd\/system\/[^/@]+\.(service|socket|timer|path)$/.test(f),
+      )
+      .map((f) => f.slice(f.lastIndexOf("/") + 1)),
+  );
+  const etc = join(root, "etc/systemd/system");
+  const deferred: string[] = [];
+  for (const dir of readdirSync(etc).filter((d) => /\.(wants|requires)$/.test(d))) {
+    for (const link of readdirSync(join(etc, dir)).filter((l) => units.has(l))) {
+      deferred.push(`${dir}/${link} ${readlinkSync(join(etc, dir, link))}`);
+      rmSync(join(etc, dir, link));
+    }
+  }
+  mkdirSync(join(root, "etc/mailstack-lab"), { recursive: true });
+  writeFileSync(join(root, DEFERRED_UNITS), `${deferred.join("\n")}\n`);
+  writeFileSync(
+    join(etc, "mailstack-lab-units.service"),
+    [
+      "[Unit]",
+      "Description=mailstack lab: enable the baked mail units, as installing them would",
+      `ConditionPathExists=/${DEFERRED_UNITS}`,
+      "",
+      "[Service]",
+      "Type=oneshot",
+      `ExecStart=/bin/sh -c 'while read -r link target; do ln -sfn "$$target" "/etc/systemd/system/$$link"; done </${DEFERRED_UNITS} && rm /${DEFERRED_UNITS}'`,
+      "",
+      "[Install]",
+      "WantedBy=multi-user.target",
+      "",
+    ].join("\n"),
+  );
+  symlinkSync(
+    "/etc/systemd/system/mailstack-lab-units.service",
+    join(etc, "multi-user.target.wants/mailstack-lab-units.service"),
+  );
+  info(`baked image: ${deferred.length} mail unit links deferred to the first boot`);
 }
 
 /**

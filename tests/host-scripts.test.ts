@@ -20,8 +20,15 @@ import { HOST_TREE } from "../components/host-config";
 
 const FILES = join(__dirname, "..", "cloud-init", "files");
 
-/** Runs mailstack-metrics with these DNS answers (name -> A records); the blocklist file. */
-function blocklistFigures(answers: Record<string, string[]>): string {
+/**
+ * Runs mailstack-metrics with these DNS answers (name -> A records) and these stubs of other
+ * tools (name -> bash body); returns one of the collector's files.
+ */
+function metricsFile(
+  file: string,
+  answers: Record<string, string[]>,
+  stubs: Record<string, string> = {},
+): string {
   const dir = mkdtempSync(join(tmpdir(), "mailstack-metrics-"));
   const [etc, bin, collector] = ["etc", "bin", "collector"].map((d) => join(dir, d));
   for (const d of [etc, bin, collector]) mkdirSync(d);
@@ -34,8 +41,11 @@ function blocklistFigures(answers: Record<string, string[]>): string {
   const table = Object.entries(answers)
     .map(([name, as]) => `  ${name}) printf '%s\\n' ${as.map((a) => `'${a}'`).join(" ")} ;;`)
     .join("\n");
-  writeFileSync(join(bin, "kdig"), `#!/bin/bash\nname=\${!#}\ncase "$name" in\n${table}\nesac\n`);
-  chmodSync(join(bin, "kdig"), 0o755);
+  stubs = { kdig: `name=\${!#}\ncase "$name" in\n${table}\nesac`, ...stubs };
+  for (const [name, body] of Object.entries(stubs)) {
+    writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`);
+    chmodSync(join(bin, name), 0o755);
+  }
   const res = spawnSync("bash", [join(FILES, "mailstack-metrics")], {
     env: {
       ...process.env,
@@ -47,8 +57,10 @@ function blocklistFigures(answers: Record<string, string[]>): string {
     encoding: "utf8",
   });
   expect(res.status).toBe(0);
-  return readFileSync(join(collector, "mailstack_blocklist.prom"), "utf8");
+  return readFileSync(join(collector, file), "utf8");
 }
+const blocklistFigures = (answers: Record<string, string[]>) =>
+  metricsFile("mailstack_blocklist.prom", answers);
 
 const series = (text: string) => text.split("\n").filter((l) => l && !l.startsWith("#"));
 
@@ -77,6 +89,28 @@ describe("mailstack-metrics: the host's addresses on the blocklists", () => {
     expect(series(prom)).toEqual([
       'mailstack_blocklist_listed{list="bl.mailspike.net",address="203.0.113.25"} 0',
     ]);
+  });
+});
+
+describe("mailstack-metrics: fail2ban's bans, from one client call", () => {
+  test("each jail's count, an account throttle's entries among them; no series without fail2ban", () => {
+    const prom = metricsFile(
+      "mailstack.prom",
+      {},
+      {
+        "fail2ban-client": `[ "$*" = banned ] || exit 1
+echo "[{'sshd': ['192.0.2.7', '192.0.2.8']}, {'mailstack-account': ['alice@b.example,198.51.100.9']}, {'dovecot': []}]"`,
+      },
+    );
+    expect(series(prom).filter((l) => l.startsWith("mailstack_fail2ban"))).toEqual([
+      'mailstack_fail2ban_banned{jail="sshd"} 2',
+      'mailstack_fail2ban_banned{jail="mailstack-account"} 1',
+      'mailstack_fail2ban_banned{jail="dovecot"} 0',
+    ]);
+    // fail2ban down: no figure at all (an alert on its absence), never a false 0.
+    const down = metricsFile("mailstack.prom", {}, { "fail2ban-client": "exit 255" });
+    expect(down).not.toContain("mailstack_fail2ban");
+    expect(down).toContain("mailstack_metrics_last_run_timestamp_seconds");
   });
 });
 
