@@ -13,7 +13,6 @@ import {
 } from "../components/host-files";
 import { labAcme, startAcme } from "./acme";
 import { labBackup, startBucket } from "./bucket";
-import { startPrometheus } from "./prometheus";
 import { startWeb } from "./web";
 import { hostResolverLabConfig, startDns, DNS_DIR } from "./dns";
 import { baseImage, releaseOf, type BaseImage } from "./image";
@@ -590,11 +589,6 @@ export async function up(): Promise<void> {
         if (installed) firstBoot[h.name].packageSeconds = Number(installed[1]);
       }),
     ),
-  );
-  // Prometheus scrapes alpha every 5 s: started once the hosts are ready, so the scrapes do
-  // not compete with provisioning for the VM's one emulated CPU.
-  await step("Prometheus (the shipped scrape configuration and alert rules, for alpha)", () =>
-    startPrometheus(HOSTS[0]),
   );
   writeFileSync(
     join(STATE_DIR, "first-boot.json"),

@@ -7,7 +7,13 @@ import { readFileSync } from "node:fs";
 import { get } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { LAB_FOR_SPEEDUP, PROMETHEUS_URL, durationSeconds } from "../../lab/prometheus";
+import {
+  LAB_FOR_SPEEDUP,
+  PROMETHEUS_URL,
+  durationSeconds,
+  startPrometheus,
+  stopPrometheus,
+} from "../../lab/prometheus";
 import { dashboardMetrics } from "../support/dashboard";
 import { BRIDGE, LAB_CLIENT_IP4 } from "../../lab/settings";
 import { SmtpSession } from "./smtp";
@@ -59,12 +65,15 @@ function opens(port: number, localAddress: string): Promise<boolean> {
   });
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   // A second address on the lab segment, outside monitoringAllowedIps (bans.test.ts uses it too).
   local("ip", ["addr", "replace", `${LAB_CLIENT_IP4}/24`, "dev", BRIDGE]);
   // The host's facts are written every minute; have them now.
   onHost(alpha, "sudo systemctl start mailstack-metrics.service");
+  // The lab's Prometheus runs while this suite does.
+  await startPrometheus(alpha);
 });
+afterAll(stopPrometheus);
 
 test("the exporters answer the monitoring address, and no other: mail ports stay open to it", async () => {
   for (const port of [9100, 9154, 9900]) {
