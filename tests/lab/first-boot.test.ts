@@ -42,10 +42,23 @@ real.each(HOSTS.map((h) => [h.name, h] as const))("%s", (name, h) => {
     ).toHaveLength(1);
     expect(log.filter((l) => /packages/.test(l) && !/pending updates/.test(l))).toEqual([]);
   });
+});
 
+// Both images: the baked one holds the packages, and still starts none of their services
+// before provisioning (the build defers their links to the first boot, which puts them back).
+describe.each(HOSTS.map((h) => [h.name, h] as const))("%s, either image", (name, h) => {
   test("between the first boot and provisioning only SSH answered, and no mail service ran", () => {
-    expect(first.openPorts).toEqual([22]);
-    expect(first.running).toEqual([]);
+    expect(record.firstBoot[name].openPorts).toEqual([22]);
+    expect(record.firstBoot[name].running).toEqual([]);
+  });
+
+  test("the mail services are enabled, as installing their packages leaves them", () => {
+    expect(onHost(h, "systemctl is-enabled postfix dovecot rspamd redis-server unbound")).toBe(
+      "enabled\n".repeat(5),
+    );
+    expect(onHost(h, "test -e /etc/mailstack-lab/deferred-units && echo left || echo none")).toBe(
+      "none\n",
+    );
   });
 });
 
