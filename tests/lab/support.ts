@@ -309,18 +309,25 @@ export async function smtpLoginAs(
   password: string,
   localAddress?: string,
 ): Promise<string> {
-  const s = await SmtpSession.open({
-    host: h.ipv4,
-    port: 465,
-    tls: { ca: await acmeRoot(), servername: h.config.mailHost },
-    localAddress,
-  });
-  try {
-    await s.ehlo();
-    return (await s.authPlain(user, password)).text;
-  } finally {
-    s.close();
-  }
+  const attempt = async () => {
+    const s = await SmtpSession.open({
+      host: h.ipv4,
+      port: 465,
+      tls: { ca: await acmeRoot(), servername: h.config.mailHost },
+      localAddress,
+    });
+    try {
+      await s.ehlo();
+      return (await s.authPlain(user, password)).text;
+    } finally {
+      s.close();
+    }
+  };
+  // Postfix waits 10 s for Dovecot's answer, and Dovecot delays a refusal by 2 s: on a busy
+  // emulated host a refusal can come late, and Postfix answers 454 (try again later). The
+  // helper tries once more, as a mail client does; a 454 is never taken for an answer.
+  const first = await attempt();
+  return /^454 4\.7\.0 /.test(first) ? attempt() : first;
 }
 
 /**
