@@ -23,6 +23,11 @@ export const NS_IP6 = "2001:db8:1::2";
 export const LAB_CLIENT_IP4 = "198.51.100.99";
 /** An office's shared address (one NAT for several people), for the account throttle's test. */
 export const LAB_OFFICE_IP4 = "198.51.100.98";
+/**
+ * The app-passwords suite's devices: their wrong passwords on purpose are counted by the
+ * account throttle per address, apart from other suites' on the lab's own address.
+ */
+export const LAB_DEVICES_IP4 = "198.51.100.97";
 export const LAB_NET4 = "198.51.100.0/24";
 export const LAB_NET6 = "2001:db8:1::/64";
 export const REVERSE_ZONE4 = "100.51.198.in-addr.arpa";

@@ -1,16 +1,16 @@
 // App passwords and the account throttle on a real host (alpha). Alice has a phone (IMAP and
 // SMTP) and a scanner (SMTP only) besides her main password; Dave has a laptop and
 // appPasswordsOnly. Each refusal sits beside the login that the same path lets in.
-import { BRIDGE, LAB_OFFICE_IP4 } from "../../lab/settings";
+import { BRIDGE, LAB_DEVICES_IP4, LAB_OFFICE_IP4 } from "../../lab/settings";
 import { labHostFilesOf, passwords, provision, provisionWith } from "../../lab/lab";
 import {
   HOSTS,
   appPasswordOf,
-  imapLoginAs,
+  imapLoginAs as imapFrom,
   local,
   onHost,
-  sieveLoginAs,
-  smtpLoginAs,
+  sieveLoginAs as sieveFrom,
+  smtpLoginAs as smtpFrom,
 } from "./support";
 
 const alpha = HOSTS[0];
@@ -19,6 +19,22 @@ const alice = `alice@${domain}`;
 const dave = `dave@${domain}`;
 const main = (address: string) => passwords(alpha)[address];
 const OFFICE = LAB_OFFICE_IP4;
+// Logins come from the devices' own address unless the test names another: the account
+// throttle counts wrong passwords per account and address, and other suites log in with
+// wrong passwords from the lab's own address.
+const DEVICES = LAB_DEVICES_IP4;
+type Login = (h: typeof alpha, user: string, password: string, from?: string) => Promise<string>;
+const fromDevices =
+  (login: Login): Login =>
+  (h, user, password, from = DEVICES) =>
+    login(h, user, password, from);
+const imapLoginAs = fromDevices(imapFrom);
+const smtpLoginAs = fromDevices(smtpFrom);
+const sieveLoginAs = fromDevices(sieveFrom);
+
+beforeAll(() => {
+  local("ip", ["addr", "replace", `${DEVICES}/24`, "dev", BRIDGE]);
+});
 
 const IMAP_OK = /^a1 OK /;
 const IMAP_NO = /^a1 NO \[AUTHENTICATIONFAILED\]/;

@@ -334,8 +334,13 @@ export async function smtpLoginAs(
  * AUTHENTICATE PLAIN on ManageSieve (4190) after STARTTLS, as a filter client logs in; the
  * reply line (`OK ...` or `NO ...`).
  */
-export async function sieveLoginAs(h: LabHost, user: string, password: string): Promise<string> {
-  const plain = await connectFrom(h.ipv4, 4190);
+export async function sieveLoginAs(
+  h: LabHost,
+  user: string,
+  password: string,
+  localAddress?: string,
+): Promise<string> {
+  const plain = await connectFrom(h.ipv4, 4190, localAddress);
   let tls: TLSSocket | undefined;
   try {
     const c = conversation(plain);
