@@ -279,6 +279,32 @@ function conversation(socket: Socket | TLSSocket) {
   };
 }
 
+/**
+ * TLS over a connected socket, verified against the lab CA. A handshake that does not end in
+ * 30 s fails with ETIMEDOUT: a connection opened just as Fail2Ban bans its address hangs.
+ */
+async function tlsOver(plain: Socket, h: LabHost): Promise<TLSSocket> {
+  const ca = await acmeRoot();
+  return new Promise<TLSSocket>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      plain.destroy();
+      reject(
+        Object.assign(new Error(`no TLS handshake with ${h.name} within 30 s`), {
+          code: "ETIMEDOUT",
+        }),
+      );
+    }, 30_000);
+    const s = tlsConnect({ socket: plain, ca, servername: h.config.mailHost }, () => {
+      clearTimeout(timer);
+      resolve(s);
+    });
+    s.once("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
 /** LOGIN on IMAPS (993), from `localAddress` when given; the tagged reply (`a1 OK ...`). */
 export async function imapLoginAs(
   h: LabHost,
@@ -286,12 +312,7 @@ export async function imapLoginAs(
   password: string,
   localAddress?: string,
 ): Promise<string> {
-  const ca = await acmeRoot();
-  const plain = await connectFrom(h.ipv4, 993, localAddress);
-  const tls = await new Promise<TLSSocket>((resolve, reject) => {
-    const s = tlsConnect({ socket: plain, ca, servername: h.config.mailHost }, () => resolve(s));
-    s.once("error", reject);
-  });
+  const tls = await tlsOver(await connectFrom(h.ipv4, 993, localAddress), h);
   try {
     const c = conversation(tls);
     const greeting = await c.until(/^\* OK.*\r\n/m);
@@ -348,11 +369,7 @@ export async function sieveLoginAs(
     c.write("STARTTLS");
     await c.until(/^OK.*\r\n/m, greeting.end);
     plain.removeAllListeners("data");
-    const ca = await acmeRoot();
-    tls = await new Promise<TLSSocket>((resolve, reject) => {
-      const s = tlsConnect({ socket: plain, ca, servername: h.config.mailHost }, () => resolve(s));
-      s.once("error", reject);
-    });
+    tls = await tlsOver(plain, h);
     const t = conversation(tls);
     // After STARTTLS the server sends its capabilities again, ending in OK.
     const caps = await t.until(/^OK.*\r\n/m);
