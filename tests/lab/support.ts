@@ -344,9 +344,10 @@ export async function smtpLoginAs(
       s.close();
     }
   };
-  // Postfix waits 10 s for Dovecot's answer, and Dovecot delays a refusal by 2 s: on a busy
-  // emulated host a refusal can come late, and Postfix answers 454 (try again later). The
-  // helper tries once more, as a mail client does; a 454 is never taken for an answer.
+  // Postfix waits 10 s for Dovecot's answer. Dovecot delays a refusal by 2 s, and each login
+  // from an address after failures from it by 2 to 15 s; on the busy emulated host an answer
+  // can come late, and Postfix answers 454 (try again later). The helper tries once more,
+  // as a mail client does; a 454 is never taken for an answer.
   const first = await attempt();
   return /^454 4\.7\.0 /.test(first) ? attempt() : first;
 }
