@@ -60,6 +60,18 @@ describe.each(HOSTS.map((h) => [h.name, h] as const))("%s, either image", (name,
       "none\n",
     );
   });
+
+  test("provisioning enabled what the host runs before its one reload: no start warned", () => {
+    // A unit enabled without a reload leaves systemd's view of the unit files stale: every
+    // later start then warns that a daemon-reload is due, and the units say they need one.
+    const log = readFileSync(provisionLog(h), "utf8");
+    expect(log).toMatch(/^mailstack-provision: postfix (re)?started$/m);
+    expect(log).not.toMatch(/changed on disk|daemon-reload/);
+    const units = ["postfix", "dovecot", "rspamd", "fail2ban", "mailstack-cert.timer"];
+    expect(
+      onHost(h, `for u in ${units.join(" ")}; do systemctl show -P NeedDaemonReload "$u"; done`),
+    ).toBe("no\n".repeat(units.length));
+  });
 });
 
 test("the first-boot window was recorded for every host", () => {
