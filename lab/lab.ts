@@ -346,9 +346,20 @@ done`;
 }
 
 /** Whether the password opens the mailbox (Dovecot's own authentication). */
-function loginWorks(h: LabHost, address: string, password: string): boolean {
-  const cmd = `sudo -n doveadm auth test ${shellQuote(address)} ${shellQuote(password)}`;
-  return ssh(h, keysOf(h), cmd, { timeoutMs: 30_000 }).status === 0;
+/**
+ * The logins that work, one SSH session for all: `doveadm auth test` names the protocol, as
+ * the passdb opens each password only to the protocols it is for.
+ */
+function loginsThatWork(h: LabHost, tries: { user: string; password: string; protocol: string }[]) {
+  const script = tries
+    .map(
+      (t) =>
+        `doveadm auth test -x service=${t.protocol} -- ${shellQuote(t.user)} ${shellQuote(t.password)} >/dev/null 2>&1 && echo ok || echo no`,
+    )
+    .join("; ");
+  const res = ssh(h, keysOf(h), `sudo -n bash -c ${shellQuote(script)}`, { timeoutMs: 60_000 });
+  const answers = res.stdout.trim().split("\n");
+  return tries.map((_, i) => answers[i] === "ok");
 }
 
 /**
@@ -625,14 +636,29 @@ function summary(): void {
       `    mail:     IMAP ${client.incoming.host}:${client.incoming.port} (SSL/TLS), SMTP ${client.outgoing.port} (SSL/TLS) or ${client.outgoingAlternative.port} (STARTTLS); user name = address`,
     );
     if (!hostRunning(h)) continue;
-    // A password is printed only once it opens the mailbox.
-    for (const [address, pw] of Object.entries(passwords(h))) {
+    // A password is printed only once it opens what it is for: the main password IMAP (unless
+    // the user has appPasswordsOnly), an app password its device's first protocol.
+    const main = passwords(h);
+    const apps = appPasswords(h);
+    const tries = c.users.flatMap((u) => [
+      ...(u.appPasswordsOnly
+        ? []
+        : [{ user: u.address, label: "password", password: main[u.address], protocol: "imap" }]),
+      ...u.appPasswords.map((d) => ({
+        user: u.address,
+        label: `app password "${d.name}" (${d.protocols.join(", ")})`,
+        password: apps[u.address][d.name],
+        protocol: d.protocols[0],
+      })),
+    ]);
+    const works = loginsThatWork(h, tries);
+    tries.forEach((t, i) =>
       lines.push(
-        loginWorks(h, address, pw)
-          ? `    login:    ${address}  password ${pw}`
-          : `    login:    ${address}  DOES NOT WORK (see journalctl -u dovecot on the host)`,
-      );
-    }
+        works[i]
+          ? `    login:    ${t.user}  ${t.label} ${t.password}`
+          : `    login:    ${t.user}  ${t.label} DOES NOT WORK (see journalctl -u dovecot on the host)`,
+      ),
+    );
     const memory = mailMemory(h);
     const total = Object.values(memory).reduce((a, b) => a + b, 0);
     lines.push(
