@@ -30,16 +30,6 @@ const SALT_CONTEXT = "mailstack dovecot salt\0";
  */
 export async function dovecotPasswordHash(address: string, password: string): Promise<string> {
   if (password === "") throw new Error(`dovecotPasswordHash: empty password for ${address}`);
-  // A pure function costing 19 MiB and a fifth of a second: each mailbox is hashed once per
-  // process, however often the program (or a test) builds the host's files.
-  const key = `${address}\0${password}`;
-  if (!hashed.has(key)) hashed.set(key, argon2Field(address, password));
-  return hashed.get(key)!;
-}
-
-const hashed = new Map<string, Promise<string>>();
-
-async function argon2Field(address: string, password: string): Promise<string> {
   const salt = createHmac("sha256", password)
     .update(SALT_CONTEXT + address)
     .digest()
