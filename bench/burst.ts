@@ -27,6 +27,8 @@ export interface BurstResult {
 }
 
 const CONNECTIONS = 8;
+/** A burst that gets no message accepted for this long stops: the host did not come back. */
+const STALL_MS = 20 * 60_000;
 
 class RefusedError extends Error {}
 const FROM = "someone@lab.example";
@@ -74,6 +76,7 @@ export async function burst(h: LabHost, n: number, password: string): Promise<Bu
   let acceptedBeforeReset = 0;
   let resetSeconds = 0;
   const start = Date.now();
+  let lastAccepted = start;
 
   const reset = async () => {
     acceptedBeforeReset = accepted.size;
@@ -102,9 +105,15 @@ export async function burst(h: LabHost, n: number, password: string): Promise<Bu
         if (data.code >= 500) throw new RefusedError(`message ${i} refused: ${data.text}`);
         if (data.code !== 250) throw new Error(data.text);
         accepted.add(i);
+        lastAccepted = Date.now();
         if (!resetting && accepted.size >= n / 2) resetting = reset();
       } catch (e) {
         if (e instanceof RefusedError) throw e;
+        if (Date.now() - lastAccepted > STALL_MS)
+          throw new Error(
+            `${h.name} accepted nothing for ${STALL_MS / 60_000} minutes (last: ${(e as Error).message}); ` +
+              `${accepted.size} of ${n} accepted`,
+          );
         // Not accepted: tried again later, on a new connection, as a sending MTA does.
         retried++;
         pending.push(i);

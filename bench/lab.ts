@@ -330,17 +330,35 @@ function parse(argv: string[]): LabBenchOptions {
 async function measure(opts: LabBenchOptions): Promise<void> {
   const t = labTimings();
   const results: Record<string, unknown> = { machine: machine(), options: opts, lab: t };
-  const out: string[] = [`lab benchmark on ${describeMachine(results.machine as never)}`];
+  // Each part is printed, and the figures so far written, as soon as it ends: a run cut short
+  // keeps what it measured.
+  const dir = join(__dirname, "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `lab-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`);
+  const out = {
+    push(...lines: string[]) {
+      process.stdout.write(`${lines.join("\n")}\n`);
+      writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    },
+  };
+  out.push(`lab benchmark on ${describeMachine(results.machine as never)}`);
   const ready = t.readySeconds ?? {};
   out.push(
     "",
     "time to ready (power-on to provisioned, every mail port answering)",
     ...HOSTS.map(
       (h) =>
-        `  ${h.name.padEnd(6)} ${(ready[h.name] ?? NaN).toFixed(0)} s: boot ${t.bootSeconds[h.name].toFixed(0)} s, provisioning ${(t.provisionSeconds?.[h.name] ?? NaN).toFixed(0)} s (packages ${t.packageSeconds[h.name] ?? "baked"} s)`,
+        `  ${h.name.padEnd(6)} ${(ready[h.name] ?? NaN).toFixed(0)} s: boot ${t.bootSeconds[h.name].toFixed(0)} s, provisioning ${(t.provisionSeconds?.[h.name] ?? NaN).toFixed(0)} s (packages: ${t.packageSeconds[h.name] == null ? "baked into the image" : `${t.packageSeconds[h.name]} s`})`,
     ),
   );
-  results.whereTheTimeGoes = whereTheTimeGoes(alpha);
+  const where = whereTheTimeGoes(alpha);
+  results.whereTheTimeGoes = where;
+  out.push(
+    "  where alpha's boot went (systemd-analyze blame):",
+    ...where.blame.map((l) => `    ${l}`),
+    "  and cloud-init's stages (cloud-init analyze blame):",
+    ...where.cloudInit.map((l) => `    ${l}`),
+  );
 
   if (!opts.skip.includes("memory")) {
     const wait = Math.max(
@@ -365,15 +383,17 @@ async function measure(opts: LabBenchOptions): Promise<void> {
   }
 
   if (!opts.skip.includes("throughput")) {
-    const runs = [];
-    for (const size of [1, 100]) runs.push(await throughput(opts.messages, size));
+    const runs: Throughput[] = [];
     results.throughput = runs;
     out.push("", `throughput, beta → alpha (${opts.messages} messages a run)`);
-    for (const r of runs)
+    for (const size of [1, 100]) {
+      const r = await throughput(opts.messages, size);
+      runs.push(r);
       out.push(
         `  ${String(r.sizeKiB).padStart(3)} KiB: mailboxes ${r.mailboxPerSecond}/s, discard ${r.discardPerSecond}/s, ratio ${r.ratio} (target ≥ 0.3); ` +
-          `per message: before queue ${r.stages.beforeQueue} s, queue ${r.stages.inQueue} s, LMTP ${r.stages.delivery} s`,
+          `per message: before queue ${r.stages.beforeQueue} s, queue ${r.stages.inQueue} s, LMTP connection ${r.stages.connect} s, LMTP delivery ${r.stages.delivery} s`,
       );
+    }
   }
 
   if (!opts.skip.includes("burst")) {
@@ -402,12 +422,7 @@ async function measure(opts: LabBenchOptions): Promise<void> {
     );
   }
 
-  const dir = join(__dirname, "results");
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `lab-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`);
-  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   out.push("", `figures: ${file}`);
-  process.stdout.write(`${out.join("\n")}\n`);
 }
 
 export async function benchLab(argv: string[]): Promise<number> {
