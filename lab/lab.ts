@@ -345,7 +345,6 @@ done`;
   );
 }
 
-/** Whether the password opens the mailbox (Dovecot's own authentication). */
 /**
  * The logins that work, one SSH session for all: `doveadm auth test` names the protocol, as
  * the passdb opens each password only to the protocols it is for.
