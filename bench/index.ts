@@ -4,16 +4,14 @@
 //   npm run bench -- program        the program under mocks only
 //   npm run bench -- lab [options]  the mail host on the lab (bench/lab.ts)
 import { spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchLab } from "./lab";
-import { describeMachine, machine } from "./machine";
+import { describeMachine, machine, resultsFile } from "./machine";
 import { benchProgram } from "./program";
 
 function writeResults(kind: string, figures: object): string {
-  const dir = join(__dirname, "results");
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${kind}-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`);
+  const file = resultsFile(kind);
   writeFileSync(file, `${JSON.stringify({ machine: machine(), ...figures }, null, 2)}\n`);
   return file;
 }

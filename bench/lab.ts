@@ -7,7 +7,7 @@
 // Prints a table and writes the figures, with the machine, to bench/results/.
 // Nothing here is a test: regressions are judged by comparing runs.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostPackages } from "../cloud-init/packages";
 import { shellQuote } from "../components/host-files";
@@ -20,7 +20,7 @@ import { HOSTS, NETNS, STATE_DIR, type LabHost } from "../lab/settings";
 import { ssh } from "../lab/ssh";
 import { bootHost, consoleLog, hostRunning, stopHost } from "../lab/vm";
 import { burst, type BurstResult } from "./burst";
-import { describeMachine, machine } from "./machine";
+import { describeMachine, machine, resultsFile } from "./machine";
 
 const [alpha, beta] = HOSTS;
 
@@ -332,9 +332,7 @@ async function measure(opts: LabBenchOptions): Promise<void> {
   const results: Record<string, unknown> = { machine: machine(), options: opts, lab: t };
   // Each part is printed, and the figures so far written, as soon as it ends: a run cut short
   // keeps what it measured.
-  const dir = join(__dirname, "results");
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `lab-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`);
+  const file = resultsFile("lab");
   const out = {
     push(...lines: string[]) {
       process.stdout.write(`${lines.join("\n")}\n`);

@@ -1,5 +1,5 @@
 // The machine a benchmark ran on: absolute times mean nothing without it.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -35,3 +35,10 @@ export function machine(): Machine {
 
 export const describeMachine = (m: Machine) =>
   `${m.cpus} × ${m.cpuModel}, ${m.ramGiB} GiB, VMs under ${m.accel.toUpperCase()}, ${m.qemu}, Linux ${m.kernel}, Node ${m.node}`;
+
+/** Where a benchmark's figures go: bench/results/<kind>-<UTC time>.json. */
+export function resultsFile(kind: string): string {
+  const dir = join(__dirname, "results");
+  mkdirSync(dir, { recursive: true });
+  return join(dir, `${kind}-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`);
+}
