@@ -8,7 +8,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { authenticate } from "mailauth";
 import { BRIDGE, LAB_CLIENT_IP4, SERVICES_IP4 } from "../../lab/settings";
-import { HOSTS, acmeRoot, local, onHost, passwordOf, waitForMessage, withImap } from "./support";
+import {
+  HOSTS,
+  acmeRoot,
+  eventually,
+  local,
+  onHost,
+  passwordOf,
+  subjects,
+  waitForMessage,
+  withImap,
+} from "./support";
 import { SmtpSession, message, type Reply } from "./smtp";
 
 const [alpha, beta] = HOSTS;
@@ -459,6 +469,50 @@ describe("filtering", () => {
     const ham = await waitForMessage(alpha, `alice@${A}`, "INBOX", cleanSubject);
     expect(ham).not.toMatch(/^X-Spam: Yes/m);
     expect(ham).toMatch(/dmarc=pass \(policy=quarantine\) header\.from=lab\.example/);
+  });
+
+  test("a message sent again with its Message-ID is delivered once; to another mailbox, or with a new Message-ID, it is delivered", async () => {
+    // As after a sender lost our 250, or Postfix lost Dovecot's in a crash: the same message
+    // again, each copy with its own subject to tell them apart.
+    const withId = (to: string, subject: string, id: string) =>
+      [
+        `From: ${OUTSIDE}`,
+        `To: ${to}`,
+        `Subject: ${subject}`,
+        `Message-ID: ${id}`,
+        `Date: ${new Date().toUTCString()}`,
+        "",
+        "one message, sent twice",
+        "",
+      ].join("\r\n");
+    const id = `<twice-${token()}@lab.example>`;
+    const [first, again, fresh] = ["first", "again", "fresh"].map((w) => `${w}-${token()}`);
+    const alice = `alice@${A}`;
+    expect((await inbound(alpha, OUTSIDE, alice, withId(alice, first, id))).data?.code).toBe(250);
+    await waitForMessage(alpha, alice, "INBOX", first);
+    const resent = await inbound(alpha, OUTSIDE, alice, withId(alice, again, id));
+    expect(resent.data?.code).toBe(250);
+    const queueId = /queued as (\w+)/.exec(resent.data?.text ?? "")?.[1];
+    // The controls: the same Message-ID to bob, and a new one to alice, are delivered.
+    const bob = `bob@${A}`;
+    expect((await inbound(alpha, OUTSIDE, bob, withId(bob, again, id))).data?.code).toBe(250);
+    const freshId = `<fresh-${token()}@lab.example>`;
+    expect((await inbound(alpha, OUTSIDE, alice, withId(alice, fresh, freshId))).data?.code).toBe(
+      250,
+    );
+    await waitForMessage(alpha, bob, "INBOX", again);
+    await waitForMessage(alpha, alice, "INBOX", fresh);
+    // The second copy to alice was delivered as far as Postfix knows (LMTP said 250) ...
+    await eventually(
+      alpha,
+      `journalctl -t postfix/lmtp --no-pager -o cat | grep '^${queueId}: ' || true`,
+      /status=sent/,
+    );
+    // ... and Sieve left it out of her mailbox.
+    const inbox = await subjects(alpha, alice, "INBOX");
+    expect(inbox.filter((s) => s === first)).toEqual([first]);
+    expect(inbox).not.toContain(again);
+    expect(inbox).toContain(fresh);
   });
 
   test("a user over quota is refused with 552 at RCPT; a user with room is accepted", async () => {
