@@ -42,8 +42,14 @@ const IMAGE_PACKAGES = [
   "e2fsprogs",
 ];
 
+/**
+ * Debian packages a lab suite installs on a host for one test (Lynis, by the audit suite):
+ * downloaded with the image, kept beside it, never part of it or of the lab mirror.
+ */
+const LAB_TOOLS = ["lynis"];
+
 /** Bump when the recipe below changes in a way the package list does not show. */
-const RECIPE_VERSION = 4;
+const RECIPE_VERSION = 5;
 /** Bump when the baked image's own steps (deferMailUnits) change. */
 const BAKED_RECIPE_VERSION = 1;
 
@@ -59,6 +65,8 @@ export interface BaseImage {
   mirror: string;
   /** Its signing key, ASCII-armoured, as the VMs trust it. */
   mirrorKey: string;
+  /** The lab's tools (LAB_TOOLS): their .deb files and any dependency the image lacks. */
+  tools: string;
 }
 
 /** Where the stock image keeps the lab mirror's key (relative to its root). */
@@ -121,8 +129,15 @@ export async function baseImage(release: string, baked = bakedMode()): Promise<B
     baked,
     mirror: join(dir, "mirror"),
     mirrorKey: join(dir, "mirror-key.asc"),
+    tools: join(dir, "tools"),
   };
-  const parts = [image.disk, image.kernel, image.initrd, ...(baked ? [] : [image.mirrorKey])];
+  const parts = [
+    image.disk,
+    image.kernel,
+    image.initrd,
+    image.tools,
+    ...(baked ? [] : [image.mirrorKey]),
+  ];
   if (parts.every(existsSync)) {
     info(
       `Debian ${release} ${baked ? "image with baked mail packages" : "stock image and lab mirror"}: cached at ${dir}`,
@@ -155,8 +170,10 @@ function build(image: BaseImage): void {
       env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
     },
   );
+  const apt = rootApt(root);
   if (image.baked) deferMailUnits(root);
-  else buildMirror(root, work, image.release);
+  else buildMirror(root, work, image.release, apt);
+  fetchTools(root, work, apt);
 
   const write = (path: string, text: string) => writeFileSync(join(root, path), text);
   write("etc/fstab", "/dev/vda / ext4 defaults 0 1\n");
@@ -254,12 +271,10 @@ function deferMailUnits(root: string): void {
   info(`baked image: ${deferred.length} mail unit links deferred to the first boot`);
 }
 
-/**
- * The lab mirror: the packages the host installs at first boot, with every dependency the
- * stock image lacks, resolved by apt inside the freshly bootstrapped root (so exactly the
- * set a stock VM needs), indexed as a Debian repository and signed with a lab key.
- */
-function buildMirror(root: string, work: string, release: string): void {
+type Apt = (...args: string[]) => string;
+
+/** apt-get inside the bootstrapped root, with this machine's resolver and fresh package lists. */
+export function rootApt(root: string): Apt {
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const apt = (...args: string[]) =>
     run("chroot", [root, "apt-get", "-q", "-y", ...args], {
@@ -268,12 +283,33 @@ function buildMirror(root: string, work: string, release: string): void {
     });
   writeFileSync(join(root, "etc/resolv.conf"), readFileSync("/etc/resolv.conf"));
   apt("update");
-  apt("install", "--download-only", "--no-install-recommends", ...hostPackages({ clamav: true }));
+  return apt;
+}
+
+/** Downloads the packages and what the root lacks of their dependencies into `dir`. */
+function download(root: string, apt: Apt, packages: string[], dir: string): string[] {
+  apt("install", "--download-only", "--no-install-recommends", ...packages);
   const archives = join(root, "var/cache/apt/archives");
-  const pool = join(work, "mirror", "pool");
-  mkdirSync(pool, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   const debs = readdirSync(archives).filter((f) => f.endsWith(".deb"));
-  for (const deb of debs) renameSync(join(archives, deb), join(pool, deb));
+  for (const deb of debs) renameSync(join(archives, deb), join(dir, deb));
+  return debs;
+}
+
+export function fetchTools(root: string, work: string, apt: Apt): void {
+  // debootstrap leaves its own packages in apt's archive; the image needs none of them.
+  apt("clean");
+  const debs = download(root, apt, LAB_TOOLS, join(work, "tools"));
+  info(`lab tools: ${debs.join(", ")}`);
+}
+
+/**
+ * The lab mirror: the packages the host installs at first boot, with every dependency the
+ * stock image lacks, resolved by apt inside the freshly bootstrapped root (so exactly the
+ * set a stock VM needs), indexed as a Debian repository and signed with a lab key.
+ */
+function buildMirror(root: string, work: string, release: string, apt: Apt): void {
+  const debs = download(root, apt, hostPackages({ clamav: true }), join(work, "mirror", "pool"));
   info(`lab mirror: ${debs.length} packages`);
 
   const mirrorDir = join(work, "mirror");

@@ -31,6 +31,7 @@ const SUITES: [string, number][] = [
   ["admin-mfa", 8],
   ["monitoring", 15],
   ["audit", 12],
+  ["lynis", 40],
   ["reboot", 12],
   ["recovery", 45],
 ];
