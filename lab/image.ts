@@ -43,7 +43,7 @@ const IMAGE_PACKAGES = [
 ];
 
 /**
- * Debian packages a lab suite installs on a host for one test (Lynis, by the audit suite):
+ * Debian packages a lab suite installs on a host for one test (Lynis, by the lynis suite):
  * downloaded with the image, kept beside it, never part of it or of the lab mirror.
  */
 const LAB_TOOLS = ["lynis"];
@@ -274,7 +274,7 @@ function deferMailUnits(root: string): void {
 type Apt = (...args: string[]) => string;
 
 /** apt-get inside the bootstrapped root, with this machine's resolver and fresh package lists. */
-export function rootApt(root: string): Apt {
+function rootApt(root: string): Apt {
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const apt = (...args: string[]) =>
     run("chroot", [root, "apt-get", "-q", "-y", ...args], {
@@ -296,7 +296,7 @@ function download(root: string, apt: Apt, packages: string[], dir: string): stri
   return debs;
 }
 
-export function fetchTools(root: string, work: string, apt: Apt): void {
+function fetchTools(root: string, work: string, apt: Apt): void {
   // debootstrap leaves its own packages in apt's archive; the image needs none of them.
   apt("clean");
   const debs = download(root, apt, LAB_TOOLS, join(work, "tools"));
