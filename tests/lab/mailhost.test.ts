@@ -493,6 +493,7 @@ describe("filtering", () => {
     const resent = await inbound(alpha, OUTSIDE, alice, withId(alice, again, id));
     expect(resent.data?.code).toBe(250);
     const queueId = /queued as (\w+)/.exec(resent.data?.text ?? "")?.[1];
+    expect(queueId).toMatch(/^\w+$/);
     // The controls: the same Message-ID to bob, and a new one to alice, are delivered.
     const bob = `bob@${A}`;
     expect((await inbound(alpha, OUTSIDE, bob, withId(bob, again, id))).data?.code).toBe(250);
