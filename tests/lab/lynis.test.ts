@@ -1,7 +1,7 @@
 // Lynis (Debian's package) audits beta, a full mail host without ClamAV: the hardening index
 // printed, and every warning either fixed or explained in docs/security.md. A full audit takes
-// half an hour on a VM without KVM (its log alone forks `date` for each of thousands of lines),
-// so CI, bound to 90 minutes, leaves this suite to `sudo npm run test:lab`.
+// 16 to over 70 minutes on a VM without KVM (its log forks `date` for each of thousands of
+// lines), so CI, bound to 90 minutes, leaves this suite to `sudo npm run test:lab`.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HOSTS } from "./support";
