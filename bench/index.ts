@@ -1,14 +1,16 @@
 // `npm run bench` — the project's benchmarks; each prints its figures and writes them, with
 // the machine they came from, under bench/results/.
-//   npm run bench                   the program under mocks, and the wall time of `npm test`
+//   npm run bench                   the program under mocks, and `npm test`'s wall time, cold and warm
 //   npm run bench -- program        the program under mocks only
 //   npm run bench -- lab [options]  the mail host on the lab (bench/lab.ts)
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchLab } from "./lab";
 import { describeMachine, machine, resultsFile } from "./machine";
 import { benchProgram } from "./program";
+
+const ROOT = join(__dirname, "..");
 
 function writeResults(kind: string, figures: object): string {
   const file = resultsFile(kind);
@@ -16,16 +18,32 @@ function writeResults(kind: string, figures: object): string {
   return file;
 }
 
-/** The wall time of the test command the README gives, run once. */
-function benchNpmTest(): { seconds: number; status: number } {
+interface NpmTestRun {
+  seconds: number;
+  status: number;
+}
+
+/** One run of the test command the README gives. */
+function timeNpmTest(label: string): NpmTestRun {
   const start = Date.now();
   const res = spawnSync("npm", ["test", "--silent"], {
-    cwd: join(__dirname, ".."),
+    cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
   });
   const seconds = Math.round((Date.now() - start) / 100) / 10;
-  console.log(`npm test: ${seconds} s, exit ${res.status} (target ≤ 60 s)`);
+  console.log(`npm test, ${label}: ${seconds} s, exit ${res.status} (target ≤ 60 s)`);
   return { seconds, status: res.status ?? 1 };
+}
+
+/**
+ * The wall time of `npm test` cold, as on a fresh checkout (CI): prettier's and tsc's caches
+ * under node_modules/.cache and jest's transform cache emptied first; then warm, run again
+ * with nothing changed.
+ */
+function benchNpmTest(): { cold: NpmTestRun; warm: NpmTestRun } {
+  rmSync(join(ROOT, "node_modules", ".cache"), { recursive: true, force: true });
+  spawnSync("npx", ["jest", "--clearCache"], { cwd: ROOT, stdio: "ignore" });
+  return { cold: timeNpmTest("cold"), warm: timeNpmTest("warm") };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -41,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
   const program = benchProgram();
   const npmTest = what === "all" ? benchNpmTest() : undefined;
   console.log(`figures: ${writeResults(what, { program, npmTest })}`);
-  return npmTest && npmTest.status !== 0 ? 1 : 0;
+  return npmTest && (npmTest.cold.status !== 0 || npmTest.warm.status !== 0) ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(

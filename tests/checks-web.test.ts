@@ -59,7 +59,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   port = (server.address() as AddressInfo).port;
-}, 30_000);
+});
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 beforeEach(() => (serving = { site: good }));
 

@@ -4,6 +4,7 @@
 // getDnsRecords invoke answers.
 import * as pulumi from "@pulumi/pulumi";
 import { parseConfig } from "../components/config";
+import main from "../index";
 import { PROD_RAW } from "./support/config";
 import { calls, created, installMocks, settle, value, zoneRecords } from "./support/mocks";
 
@@ -12,20 +13,16 @@ const DNS_URN =
   "urn:pulumi:prod::mailstack::mailstack:index:MailStack$mailstack:index:MailDns::mailstack-dns";
 const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
 
-/** Runs index.ts as Pulumi does: loads it and awaits the function it exports. */
+/** Runs index.ts as Pulumi does: awaits the function it exports. */
 async function runProgram(): Promise<Record<string, any>> {
-  let main: () => Promise<Record<string, any>> = async () => ({});
-  jest.isolateModules(() => {
-    main = require("../index");
-  });
   const outputs = await main();
   await settle();
   return outputs;
 }
 
 /**
- * The error the program stops with. index.ts is loaded in isolation, with its own copy of
- * @pulumi/pulumi, so a RunError is recognised by Pulumi's own brand check, not by class.
+ * The error the program stops with, and whether it is a RunError (which Pulumi prints
+ * without a stack trace).
  */
 async function failure(run: Promise<unknown>): Promise<{ runError: boolean; message: string }> {
   try {

@@ -165,8 +165,7 @@ beforeAll(async () => {
   staging = await deploy("stg", STAGING_RAW);
   narrowed = await deploy("narrow", NARROWED_RAW);
   jump = await deploy("jump", JUMP_RAW);
-  // Four stacks, each hashing its passwords with Argon2id: beyond jest's 5 s on a busy machine.
-}, 30_000);
+});
 
 describe("Hetzner", () => {
   test("the firewall opens exactly the mail ports to all, SSH and exporters to their lists, and ICMP", () => {
@@ -1009,7 +1008,7 @@ describe("backup storage", () => {
       ...HETZNER,
       backup: JSON.stringify({ provider: "hetzner", location: "hel1" }),
     });
-  }, 30_000);
+  });
 
   test("R2: one bucket, in the EU jurisdiction, named after the mail host, in the configured account", () => {
     expect(prod.of(T.bucket).map((r) => [r.name, r.inputs])).toEqual([

@@ -53,14 +53,14 @@ describe("monitoring/alerts.yml", () => {
     expect(output).toContain("SUCCESS");
     expect(output).toContain(`${rules.length} rules found`);
     expect(status).toBe(0);
-  }, 30_000);
+  });
 
   it("passes its promtool unit tests", () => {
     const { status, output } = promtool("test", "rules", "alerts.test.yml");
     expect(output).toContain("SUCCESS");
     expect(output).not.toContain("FAILED");
     expect(status).toBe(0);
-  }, 30_000);
+  });
 
   it("holds only alerts, each with a severity, a summary, what to do, and a for: window", () => {
     expect(rules.length).toBeGreaterThan(0);

@@ -597,5 +597,5 @@ describe("npm run privacy-notice", () => {
     const bad = npm("--config", prodWith("mailstack:location: fsn1", "mailstack:location: ams1"));
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('mailstack:location: must be one of fsn1, nbg1, hel1; got "ams1"');
-  }, 90_000);
+  });
 });

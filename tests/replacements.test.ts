@@ -263,5 +263,5 @@ describe("npm run check-replacements", () => {
     expect(run(SERVER_REPLACED, "server").status).toBe(0);
     expect(run(UPDATE).status).toBe(0);
     expect(run("Error: no stack named prod").status).toBe(2);
-  }, 30_000);
+  });
 });
