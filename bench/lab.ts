@@ -220,10 +220,26 @@ function alphaLogSince(marker: string): string {
   return root(alpha, `sed -n '/${marker}/,$p' /var/log/mail.log`);
 }
 
+/**
+ * Waits until count() reaches n. A poll that fails counts as none yet: under the run's load
+ * alpha's sshd can miss ssh's 5 s for its banner. The last figure and error are in the timeout.
+ */
 async function drain(n: number, count: () => number, timeoutMs: number): Promise<void> {
   const start = Date.now();
-  while (count() < n) {
-    if (Date.now() - start > timeoutMs) throw new Error(`only ${count()} of ${n} messages arrived`);
+  let last = 0;
+  let error = "";
+  for (;;) {
+    try {
+      last = count();
+      error = "";
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    if (last >= n) return;
+    if (Date.now() - start > timeoutMs)
+      throw new Error(
+        `only ${last} of ${n} messages arrived${error ? `; last poll: ${error}` : ""}`,
+      );
     await sleep(2000);
   }
 }
