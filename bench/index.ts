@@ -1,6 +1,6 @@
 // `npm run bench` — the project's benchmarks; each prints its figures and writes them, with
 // the machine they came from, under bench/results/.
-//   npm run bench                   the program under mocks, and `npm test`'s wall time, cold and warm
+//   npm run bench                   the program under mocks; `npm test` cold, then warm
 //   npm run bench -- program        the program under mocks only
 //   npm run bench -- lab [options]  the mail host on the lab (bench/lab.ts)
 import { spawnSync } from "node:child_process";
