@@ -1,13 +1,12 @@
 /** @type {import('jest').Config} */
 module.exports = {
   preset: "ts-jest",
-  testEnvironment: "node",
+  testEnvironment: "<rootDir>/tests/support/environment.ts",
   roots: ["<rootDir>/tests"],
   testMatch: ["**/*.test.ts"],
   // The lab's end-to-end suite boots VMs; it runs through `npm run test:lab`.
   testPathIgnorePatterns: ["/node_modules/", "/tests/lab/"],
   transform: { "^.+\\.ts$": "ts-jest" },
-  setupFiles: ["<rootDir>/tests/support/stack-limit.ts"],
   // A stack under mocks takes seconds to evaluate; on a machine busy with the lab's VMs, more
   // than jest's default 5 s. The limit is there to stop a test that hangs, not to time one.
   testTimeout: 120_000,

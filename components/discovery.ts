@@ -104,6 +104,14 @@ export const WORKER_SOURCE = join(__dirname, "..", "worker", "discovery.ts");
  */
 export function workerScript(): string {
   const source = readFileSync(WORKER_SOURCE, "utf8");
+  if (transpiled?.source !== source) transpiled = { source, text: transpile(source) };
+  return transpiled.text;
+}
+
+/** The last source transpiled, and its text: each stack in a process uploads the same one. */
+let transpiled: { source: string; text: string } | undefined;
+
+function transpile(source: string): string {
   const out = ts.transpileModule(source, {
     fileName: "discovery.ts",
     reportDiagnostics: true,
