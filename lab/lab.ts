@@ -42,12 +42,15 @@ import {
   userDataNoteFile,
 } from "./vm";
 
-/**
- * How long a host may take from power-on to cloud-init done, or to provision from a stock
- * image (about 13 minutes for alpha, with ClamAV, under TCG on a fast 2-core machine; 30 on
- * a slower one, 20 of them installing packages).
- */
+/** How long a host may take from power-on to cloud-init done (four minutes on a slow machine). */
 const BOOT_TIMEOUT_MS = 45 * 60_000;
+
+/**
+ * How long a provisioning may take. From a stock image it installs the mail packages: about
+ * 13 minutes for alpha, with ClamAV, under TCG on a fast 2-core machine, and more than 45 on
+ * a slow one (2 cores without KVM, November 2026). The limit is there to stop a hang.
+ */
+const PROVISION_TIMEOUT_MS = 90 * 60_000;
 
 /** The lab's Debian packages, by the command each provides. */
 const HOST_TOOLS: Record<string, string> = {
@@ -159,7 +162,7 @@ export function provisionWith(h: LabHost, files: HostFile[]): Promise<SshResult>
   return sshAsync(h, keysOf(h), PROVISION_REQUEST, {
     account: "deploy",
     input: provisionInput(files),
-    timeoutMs: BOOT_TIMEOUT_MS,
+    timeoutMs: PROVISION_TIMEOUT_MS,
   });
 }
 
