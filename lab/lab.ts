@@ -47,8 +47,8 @@ const BOOT_TIMEOUT_MS = 45 * 60_000;
 
 /**
  * How long a provisioning may take. From a stock image it installs the mail packages: about
- * 13 minutes for alpha, with ClamAV, under TCG on a fast 2-core machine, and more than 45 on
- * a slow one (2 cores without KVM, November 2026). The limit is there to stop a hang.
+ * 13 minutes for alpha, with ClamAV, under TCG on a fast 2-core machine, and 40 to more than
+ * 45 on a slow one (2 cores without KVM, November 2026). The limit is there to stop a hang.
  */
 const PROVISION_TIMEOUT_MS = 90 * 60_000;
 
