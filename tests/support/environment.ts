@@ -1,7 +1,8 @@
 // jest's Node environment, with cheaper stack traces for Pulumi's own bookkeeping.
 //
-// Pulumi's SDK reads `new Error().stack` for every promise it makes (runtime/debuggable.js),
-// to name the promise if it is still pending at exit. jest formats every stack through the
+// Pulumi's SDK reads `new Error().stack` for every promise it makes (debuggablePromise in
+// runtime/debuggable.js, that stack's first frame), to name the promise if it is still
+// pending at exit. jest formats every stack through the
 // source maps of the files it transformed, and a stack under mocks is evaluated thousands of
 // promises deep: that formatting was a quarter of the CPU time of tests/mailstack.test.ts.
 // These stacks are only printed for a leaked promise, so they keep V8's own format; every
@@ -23,8 +24,7 @@ export default class TestEnvironment extends NodeEnvironment {
     // Node asks the error's own realm first; jest installs its source-mapping formatter on
     // the outer realm's Error, once the environment exists.
     contextError.prepareStackTrace = (error: Error, frames: NodeJS.CallSite[]) =>
-      frames.slice(0, 2).some((f) => PULUMI_DEBUGGABLE.test(f.getFileName() ?? "")) ||
-      !Error.prepareStackTrace
+      PULUMI_DEBUGGABLE.test(frames[0]?.getFileName() ?? "") || !Error.prepareStackTrace
         ? plainStack(error, frames)
         : (Error.prepareStackTrace(error, frames) as string);
   }
