@@ -22,7 +22,7 @@ export default tseslint.config(
   {
     // Mocks stand in for providers whose state is untyped.
     files: ["tests/**/*.ts"],
-    // jest.isolateModules needs require() to load the program afresh.
+    // Some tests require() a module where they need it (Pulumi's runtime settings, the policy proxy).
     rules: {
       "@typescript-eslint/no-explicit-any": "off",
       "@typescript-eslint/no-require-imports": "off",
