@@ -7,6 +7,8 @@ module.exports = {
   // The lab's end-to-end suite boots VMs; it runs through `npm run test:lab`.
   testPathIgnorePatterns: ["/node_modules/", "/tests/lab/"],
   transform: { "^.+\\.ts$": "ts-jest" },
+  // Pulumi's function serialization, unused here, would load npm's Arborist in every file.
+  moduleNameMapper: { "^@npmcli/arborist$": "<rootDir>/tests/support/arborist.js" },
   // A stack under mocks takes seconds to evaluate; on a machine busy with the lab's VMs, more
   // than jest's default 5 s. The limit is there to stop a test that hangs, not to time one.
   testTimeout: 120_000,
