@@ -1,6 +1,6 @@
 // mailstack: one domain and a handful of settings in, a secure mail server out.
 import * as pulumi from "@pulumi/pulumi";
-import { readConfig, readSecrets } from "./components/config";
+import { readConfig, readSecrets } from "./components/stack-config";
 import { MailStack } from "./components/mailstack";
 import { readOpenPgpKeys } from "./components/openpgp";
 

@@ -1,7 +1,9 @@
-// The config contract: every `mailstack:` key is read here, and only here, then checked as a
+// The config contract: every `mailstack:` key is named here (CONFIG_KEYS) and checked as a
 // whole by the pure `parseConfig` before any resource exists. A bad setting stops the run
-// with one line per problem naming the key, the rule and the value seen.
-import * as pulumi from "@pulumi/pulumi";
+// with one line per problem naming the key, the rule and the value seen. A stack's run reads
+// the keys with stack-config.ts; this file loads no Pulumi, so the tools that check a stack
+// file (the privacy notice, the audit, the lab) start without it.
+import type * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { defaultBackupBucket, isBucketName } from "./backup-storage";
 import { HETZNER_RAM_GB } from "./cost";
@@ -302,43 +304,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads the `mailstack:` namespace of the current stack and validates it. */
-export function readConfig(): MailStackConfig {
-  const config = new pulumi.Config("mailstack");
-  const all = pulumi.runtime.allConfig();
-  const set = Object.keys(all)
-    .filter((k) => k.startsWith("mailstack:"))
-    .map((k) => k.slice("mailstack:".length));
-  const raw: Record<string, unknown> = {};
-  for (const [key, kind] of Object.entries(CONFIG_KEYS)) {
-    // A secret is only checked for presence and for being one line (or a key) here; its
-    // value is read by readSecrets and never reaches parseConfig.
-    if (kind !== "secret") raw[key] = config.get(key);
-    else if (set.includes(key)) raw[key] = secretStandIn(key, all[`mailstack:${key}`]);
-  }
-  return parseConfig(
-    raw,
-    set.filter((k) => !(k in CONFIG_KEYS)),
-  );
-}
-
-/** The contract's secrets, as secret Outputs. Call after readConfig has validated them. */
-export function readSecrets(): MailStackSecrets {
-  const config = new pulumi.Config("mailstack");
-  const relayPassword = config.getSecret("relayPassword");
-  const acmeDnsToken = config.getSecret("acmeDnsToken");
-  const sshProxyPrivateKey = config.getSecret("sshProxyPrivateKey");
-  const backupAccessKeyId = config.getSecret("backupAccessKeyId");
-  const backupSecretAccessKey = config.getSecret("backupSecretAccessKey");
-  return {
-    ...(acmeDnsToken !== undefined ? { acmeDnsToken } : {}),
-    ...(relayPassword !== undefined ? { relayPassword } : {}),
-    ...(sshProxyPrivateKey !== undefined ? { sshProxyPrivateKey } : {}),
-    ...(backupAccessKeyId !== undefined ? { backupAccessKeyId } : {}),
-    ...(backupSecretAccessKey !== undefined ? { backupSecretAccessKey } : {}),
-  };
-}
-
 /**
  * The `mailstack:` settings of a stack file (Pulumi.<stack>.yaml), checked by parseConfig as
  * a stack's run checks them, for tools that work from the file alone (the privacy notice).
@@ -382,7 +347,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** What readConfig hands parseConfig for a secret that is set: whether it passes, not what it is. */
-function secretStandIn(key: string, value: string): unknown {
+export function secretStandIn(key: string, value: string): unknown {
   if (PRIVATE_KEY_SECRETS.has(key)) {
     const why = sshPrivateKeyProblem(value);
     return why === undefined ? SECRET_SET : new SecretRefused(why);

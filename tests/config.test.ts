@@ -2,14 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import {
-  CONFIG_KEYS,
-  ConfigError,
-  parseConfig,
-  parseStackFile,
-  readConfig,
-  readSecrets,
-} from "../components/config";
+import { CONFIG_KEYS, ConfigError, parseConfig, parseStackFile } from "../components/config";
+import { readConfig, readSecrets } from "../components/stack-config";
 import { ADMIN_KEY, MINIMAL_RAW, PROD_RAW, SK_KEY, STAGING_RAW } from "./support/config";
 import { BASTION_HOST_KEY, DKIM_KEY, JUMP_KEY, TLS_KEY } from "./support/keys";
 
