@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -965,6 +966,32 @@ describe("input that smuggles lines or widens rules: the exact line, beside a co
     expect(
       parseConfig(withKey("dmarcReportEmail", "alice+dmarc@example.eu")).dmarcReportEmail,
     ).toBe("alice+dmarc@example.eu");
+  });
+});
+
+describe("what the config loads", () => {
+  test("config.ts and the privacy notice load no Pulumi; reading the stack does", () => {
+    // One fresh Node process: the @pulumi packages loaded after the tools that check a stack
+    // file, then after the module a stack's run reads its settings with.
+    const pulumiLoaded =
+      "console.log(JSON.stringify([...new Set(Object.keys(require.cache)" +
+      ".map((k) => k.split('node_modules/').pop().split('/').slice(0, 2).join('/'))" +
+      ".filter((p) => p.startsWith('@pulumi/')))]));";
+    const script = [
+      "require('./components/config');",
+      "require('./scripts/privacy-notice');",
+      pulumiLoaded,
+      "require('./components/stack-config');",
+      pulumiLoaded,
+    ].join("");
+    const res = spawnSync(process.execPath, ["--require", "tsx/cjs", "-e", script], {
+      cwd: join(__dirname, ".."),
+      encoding: "utf8",
+    });
+    expect(res.stderr).toBe("");
+    // The tools start without Pulumi's seconds of loading; the control: the same probe sees
+    // Pulumi once it is loaded.
+    expect(res.stdout).toBe('[]\n["@pulumi/pulumi"]\n');
   });
 });
 
