@@ -217,11 +217,33 @@ describe.each(HOSTS.map((h) => [h.name, h] as [string, LabHost]))("%s", (_, h) =
         mail: zoneSerial(h.config.domain),
       };
       const old = serial();
+      // certbot's log grows by each run: this run's part begins after the lines there now.
+      const certbotLog = "/var/log/mailstack-certbot/letsencrypt.log";
+      const logLines = Number(onHost(h, `cat ${certbotLog} 2>/dev/null | wc -l`).trim());
       const log = onHost(h, "/usr/local/sbin/mailstack-cert --force 2>&1");
       expect(log).toContain(`challenge at ${mx}.${challengeZone(h)}, rfc2136`);
       expect(serial()).not.toBe(old);
-      // Written and removed: two updates of the challenge zone, none of the mail zone.
-      expect(zoneSerial(challengeZone(h)) - before.challenge).toBe(2);
+      // Written and removed: two updates of the challenge zone, none of the mail zone. What
+      // the hook said in this run stands beside the count, so a failure shows which update
+      // went missing or came extra.
+      const at = `at ${mx}.${challengeZone(h)} (zone ${challengeZone(h)}, rfc2136)`;
+      const hook = onHost(
+        h,
+        `tail -n +${logLines + 1} ${certbotLog} | grep -E '^ ?mailstack-acme-hook:|knsupdate|exit code'`,
+      );
+      expect({
+        updates: zoneSerial(challengeZone(h)) - before.challenge,
+        hook: hook
+          .trim()
+          .split("\n")
+          .map((l) => l.trim()),
+      }).toEqual({
+        updates: 2,
+        hook: [
+          `mailstack-acme-hook: wrote the challenge ${at}`,
+          `mailstack-acme-hook: removed the challenge ${at}`,
+        ],
+      });
       expect(zoneSerial(h.config.domain)).toBe(before.mail);
       expect(answers(NS_IP4, `${mx}.${challengeZone(h)}.`, "TXT")).toEqual([]);
     });
