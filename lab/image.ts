@@ -292,19 +292,20 @@ trap 'umount "$root/proc"' EXIT
 chroot "$root" install -d -o _rspamd -g _rspamd /run/rspamd
 log=$root/var/log/rspamd/rspamd.log
 # Its own network namespace: nothing of this machine's is reached or bound.
+# Done when the helper has compiled the rules' regular expressions, after the URL list.
 unshare --net bash -c '
   root=$1 log=$2
+  compiled() { grep -q "regular expressions to the hyperscan tree" "$log" 2>/dev/null; }
   ip link set lo up
   chroot --userspec=_rspamd:_rspamd "$root" /usr/bin/rspamd -c /etc/rspamd/rspamd.conf -f >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
-    grep -q "regular expressions to the hyperscan tree" "$log" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; exit 1; }
+    compiled || ! kill -0 "$pid" 2>/dev/null && break
     sleep 1
   done
-  kill "$pid"
+  kill "$pid" 2>/dev/null
   wait "$pid" || true
-  grep -q "regular expressions to the hyperscan tree" "$log" || { tail -n 20 "$log" >&2; exit 1; }
+  compiled || { tail -n 20 "$log" >&2; exit 1; }
 ' _ "$root" "$log"
 find "$root/var/lib/rspamd" -mindepth 1 ! -name '*.hs' ! -name '*.hsmp' ! -name '*.hsmc' -delete
 rm -rf "$root/var/log/rspamd/"* "$root/run/rspamd"
