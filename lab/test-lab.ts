@@ -120,7 +120,7 @@ async function main(): Promise<number> {
       const ready = (t.readySeconds ?? {})[name];
       if (ready !== undefined)
         lines.push(
-          `  ${name} power-on to ready (provisioned, mail ports answering): ${ready.toFixed(1)} s`,
+          `  ${name} power-on to ready (provisioned, mail ports answering; the lab's own pause of ${((t.labPauseSeconds ?? {})[name] ?? 0).toFixed(1)} s left out): ${ready.toFixed(1)} s`,
         );
     }
     if (t.upSeconds !== undefined) lines.push(`  lab up:        ${t.upSeconds.toFixed(1)} s`);

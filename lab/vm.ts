@@ -171,8 +171,11 @@ function accelFile(): string {
   return join(CACHE_DIR, "accel");
 }
 
-/** Creates the host's disks and seed, and boots it. */
-export async function bootHost(h: LabHost, image: BaseImage, seed: Seed): Promise<void> {
+/**
+ * Creates the host's disks and seed, and boots it. Returns when the VM that runs was powered
+ * on (Date.now()): a first attempt on KVM that did not survive is not part of its boot.
+ */
+export async function bootHost(h: LabHost, image: BaseImage, seed: Seed): Promise<number> {
   const dir = hostDir(h);
   mkdirSync(dir, { recursive: true });
   const disk = rootDisk(h);
@@ -189,8 +192,10 @@ export async function bootHost(h: LabHost, image: BaseImage, seed: Seed): Promis
     : undefined;
   const kvmUsable = existsSync("/dev/kvm");
   let accel: "kvm" | "tcg" = forced ?? remembered ?? (kvmUsable ? "kvm" : "tcg");
+  let poweredOn: number;
   for (;;) {
     rmSync(consoleLog(h), { force: true });
+    poweredOn = Date.now();
     daemon(
       "ip",
       ["netns", "exec", NETNS, "qemu-system-x86_64", ...qemuArgs(h, image, iso, accel)],
@@ -213,6 +218,7 @@ export async function bootHost(h: LabHost, image: BaseImage, seed: Seed): Promis
   info(
     `${h.name}: booting with ${accel.toUpperCase()} at ${h.ipv4} / ${h.ipv6} (console: ${consoleLog(h)})`,
   );
+  return poweredOn;
 }
 
 export function hostRunning(h: LabHost): boolean {
