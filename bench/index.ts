@@ -39,10 +39,10 @@ function timeNpmTest(label: string): NpmTestRun {
 const EDITED = join(ROOT, "components", "config.ts");
 
 /**
- * The wall time of `npm test` cold, as on a fresh checkout (CI): prettier's and tsc's caches
- * under node_modules/.cache and jest's transform cache emptied first; then warm, run again
- * with nothing changed; then with one line added to a module every step reads (eslint's
- * pass is whole, so it runs again in full).
+ * The wall time of `npm test` cold, as on a fresh checkout (CI): prettier's cache and the
+ * type check's mark under node_modules/.cache and jest's transform cache emptied first; then
+ * warm, run again with nothing changed; then with one line added to a module every step
+ * reads (the type check with eslint is whole, so it runs again in full).
  */
 function benchNpmTest(): { cold: NpmTestRun; warm: NpmTestRun; edited: NpmTestRun } {
   rmSync(join(ROOT, "node_modules", ".cache"), { recursive: true, force: true });

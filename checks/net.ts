@@ -6,8 +6,10 @@ import { connect as tcpConnect, type Socket } from "node:net";
 import {
   checkServerIdentity,
   connect as tlsConnect,
+  createSecureContext,
   rootCertificates,
   type DetailedPeerCertificate,
+  type SecureContext,
   type SecureVersion,
   type TLSSocket,
 } from "node:tls";
@@ -124,6 +126,23 @@ export interface HandshakeTarget {
 }
 
 /**
+ * Secure contexts by what they trust and offer, made once: each parses Node's 150 or so root
+ * certificates, which cost more than the rest of a handshake's setup when every probe made
+ * its own.
+ */
+const contexts = new Map<string, SecureContext>();
+
+function secureContext(ca: string[] = [], offer: Offer = {}): SecureContext {
+  const key = JSON.stringify([ca, offer.minVersion, offer.maxVersion, offer.ciphers]);
+  let context = contexts.get(key);
+  if (!context) {
+    context = createSecureContext({ ca: trustedCas(ca), ...offer });
+    contexts.set(key, context);
+  }
+  return context;
+}
+
+/**
  * Completes a TLS handshake or rejects within `timeoutMs`. It does not reject a bad
  * certificate: `sessionResults` judges it afterwards, so the report says what was served
  * rather than only that the handshake was aborted.
@@ -135,11 +154,10 @@ export function handshake(t: HandshakeTarget, timeoutMs: number): Promise<TLSSoc
       host: t.socket ? undefined : t.address,
       port: t.socket ? undefined : t.port,
       servername: t.servername,
-      ca: trustedCas(t.ca),
+      secureContext: secureContext(t.ca, t.offer),
       rejectUnauthorized: false,
       // `authorized` then reflects the chain alone; the name is checked in sessionResults.
       checkServerIdentity: () => undefined,
-      ...t.offer,
     });
     const timer = setTimeout(
       () => s.destroy(new Error(`TLS handshake did not complete within ${timeoutMs} ms`)),

@@ -1,6 +1,8 @@
 // Which resources a `pulumi preview --json` would replace or delete among those that carry
-// the mail or its reputation, and whether the deploy may go on. Pure: the deploy workflow
-// runs it through check-replacements.ts, tests/replacements.test.ts on crafted previews.
+// the mail or its reputation, and whether the deploy may go on. Pure but for the command's
+// reading of its file: the deploy workflow runs it through check-replacements.ts,
+// tests/replacements.test.ts on crafted previews.
+import { readFileSync } from "node:fs";
 
 /** The allowance the deploy workflow sets when the merged pull request carries LABEL. */
 export const ALLOW_ENV = "MAILSTACK_ALLOW_REPLACE";
@@ -157,4 +159,35 @@ export function checkReplacements(preview: unknown, allow: string | undefined): 
     );
   }
   return { ok: kept.length === 0 && (server.length === 0 || allow === "server"), lines };
+}
+
+/**
+ * `npm run check-replacements -- [preview.json]`: reads the preview from `file` (standard
+ * input without one), says its verdict and returns the exit status: 0 go on, 1 refused, 2 the
+ * preview could not be read.
+ */
+export function checkReplacementsCli(
+  file: string | undefined,
+  allow: string | undefined,
+  io: { out: (s: string) => void; err: (s: string) => void } = {
+    out: console.log,
+    err: console.error,
+  },
+): number {
+  let preview: unknown;
+  try {
+    // File descriptor 0 is standard input.
+    preview = JSON.parse(readFileSync(file ?? 0, "utf8"));
+  } catch (e) {
+    io.err(`check-replacements: ${file ?? "stdin"}: ${e instanceof Error ? e.message : e}`);
+    return 2;
+  }
+  try {
+    const verdict = checkReplacements(preview, allow);
+    (verdict.ok ? io.out : io.err)(verdict.lines.join("\n"));
+    return verdict.ok ? 0 : 1;
+  } catch (e) {
+    io.err(`check-replacements: ${e instanceof Error ? e.message : e}`);
+    return 2;
+  }
 }

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { hostPath } from "./support/host-path";
 
 const FILES = join(__dirname, "..", "cloud-init", "files");
 const HOOK = join(FILES, "mailstack-acme-hook");
@@ -23,7 +24,7 @@ function run(
     const child = execFile(
       cmd,
       args,
-      { env: { ...process.env, ...env }, timeout: 60_000 },
+      { env: { ...process.env, PATH: hostPath(), ...env }, timeout: 60_000 },
       (err, stdout, stderr) => resolve({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
     if (input !== undefined) child.stdin!.end(input);
@@ -281,7 +282,7 @@ describe("mailstack-cert renews when the directory changed (acmeStaging true -> 
     MAILSTACK_TLS_DIR: join(etc, "tls"),
     MAILSTACK_CERTBOT_STATE: join(dir, "state"),
     MAILSTACK_CERTBOT_LOGS: join(dir, "logs"),
-    PATH: `${bin}:${process.env.PATH}`,
+    PATH: hostPath(bin),
   });
   const certbotCalls = () => {
     try {

@@ -5,6 +5,7 @@ import { execFile } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { hostPath } from "./support/host-path";
 
 const SCRIPT = join(__dirname, "..", "cloud-init", "files", "mailstack-backup");
 const REPO = "s3:https://s3.example/mailstack-b/mail.b.example";
@@ -40,7 +41,7 @@ esac
   );
   chmodSync(join(bin, "restic"), 0o755);
   const env = {
-    PATH: `${bin}:${process.env.PATH}`,
+    PATH: hostPath(bin),
     MAILSTACK_ETC: etc,
     MAILSTACK_BACKUP_STATE: state,
     MAILSTACK_BACKUP_METRICS: join(dir, "metrics", "mailstack_backup.prom"),

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 import { blocklistQueries } from "../components/blocklists";
 import { HOST_TREE } from "../components/host-config";
+import { hostPath } from "./support/host-path";
 
 const FILES = join(__dirname, "..", "cloud-init", "files");
 
@@ -49,7 +50,7 @@ function metricsFile(
   const res = spawnSync("bash", [join(FILES, "mailstack-metrics")], {
     env: {
       ...process.env,
-      PATH: `${bin}:${process.env.PATH}`,
+      PATH: hostPath(bin),
       MAILSTACK_ETC: etc,
       MAILSTACK_METRICS_DIR: collector,
       MAILSTACK_TLS_CERT: join(dir, "none.crt"),
@@ -177,7 +178,7 @@ describe("mailstack-report: known vulnerabilities (debsecan)", () => {
     const res = spawnSync("bash", [join(FILES, "mailstack-report"), "--day", "today", "--print"], {
       env: {
         ...env,
-        PATH: `${bin}:${process.env.PATH}`,
+        PATH: hostPath(bin),
         MAILSTACK_ETC: etc,
         MAILSTACK_METRICS_DIR: collector,
         MAILSTACK_DEBSECAN_SOURCE: source(feed),

@@ -4,7 +4,12 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkReplacements, guardedChanges } from "../scripts/replacements";
+import {
+  ALLOW_ENV,
+  checkReplacements,
+  checkReplacementsCli,
+  guardedChanges,
+} from "../scripts/replacements";
 
 const T = {
   server: "hcloud:index/server:Server",
@@ -242,14 +247,18 @@ describe("what the check will not guess about", () => {
 
 describe("npm run check-replacements", () => {
   const dir = mkdtempSync(join(tmpdir(), "replacements-"));
-  const run = (doc: unknown, allow?: string) => {
+  const write = (doc: unknown) => {
     const file = join(dir, "preview.json");
     writeFileSync(file, typeof doc === "string" ? doc : JSON.stringify(doc));
-    const env = { ...process.env, MAILSTACK_ALLOW_REPLACE: allow ?? "" };
-    const tsx = join(__dirname, "..", "node_modules", ".bin", "tsx");
-    const script = join(__dirname, "..", "scripts", "check-replacements.ts");
-    const r = spawnSync(tsx, [script, file], { env, encoding: "utf8" });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    return file;
+  };
+  const run = (doc: unknown, allow?: string) => {
+    const lines = { out: [] as string[], err: [] as string[] };
+    const status = checkReplacementsCli(write(doc), allow, {
+      out: (s) => lines.out.push(s),
+      err: (s) => lines.err.push(s),
+    });
+    return { status, stdout: lines.out.join("\n"), stderr: lines.err.join("\n") };
   };
 
   test("exits 1 on a refusal, 0 with the allowance, 2 on what is no preview", () => {
@@ -262,6 +271,31 @@ describe("npm run check-replacements", () => {
     ]);
     expect(run(SERVER_REPLACED, "server").status).toBe(0);
     expect(run(UPDATE).status).toBe(0);
-    expect(run("Error: no stack named prod").status).toBe(2);
+    expect(run("Error: no stack named prod")).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/^check-replacements: .*preview\.json: Unexpected token/),
+    });
+  });
+
+  test("the script exits with that status and reads the allowance from the environment", () => {
+    const tsx = join(__dirname, "..", "node_modules", ".bin", "tsx");
+    const script = join(__dirname, "..", "scripts", "check-replacements.ts");
+    const file = write(SERVER_REPLACED);
+    const refused = spawnSync(tsx, [script, file], {
+      env: { ...process.env, [ALLOW_ENV]: "" },
+      encoding: "utf8",
+    });
+    expect([refused.status, refused.stderr]).toEqual([
+      1,
+      expect.stringContaining(
+        `refused: this deploy would replace the mail server:\n${SERVER_LINE}\n`,
+      ),
+    ]);
+    // The control: the same preview with the allowance goes on.
+    const allowed = spawnSync(tsx, [script, file], {
+      env: { ...process.env, [ALLOW_ENV]: "server" },
+      encoding: "utf8",
+    });
+    expect(allowed.status).toBe(0);
   });
 });
