@@ -333,6 +333,8 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       "mailstack-metrics.timer",
       "mailstack-report.service",
       "mailstack-report.timer",
+      "mailstack-dedup.service",
+      "mailstack-dedup.timer",
     ].map((name) => ({
       path: `/etc/systemd/system/${name}`,
       mode: "0644",
@@ -340,15 +342,19 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       group: "root",
       content: script(name),
     })),
-    ...["mailstack-cert", "mailstack-acme-hook", "mailstack-metrics", "mailstack-report"].map(
-      (name) => ({
-        path: `/usr/local/sbin/${name}`,
-        mode: "0755",
-        owner: "root",
-        group: "root",
-        content: script(name),
-      }),
-    ),
+    ...[
+      "mailstack-cert",
+      "mailstack-acme-hook",
+      "mailstack-metrics",
+      "mailstack-report",
+      "mailstack-dedup",
+    ].map((name) => ({
+      path: `/usr/local/sbin/${name}`,
+      mode: "0755",
+      owner: "root",
+      group: "root",
+      content: script(name),
+    })),
   ];
 }
 

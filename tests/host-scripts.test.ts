@@ -1,8 +1,8 @@
 // mailstack-metrics' blocklist figures, mailstack-report's refusal of bad input and its
-// known-vulnerabilities section, run here with the real scripts, bash and debsecan; kdig,
-// fail2ban, the journal, doveadm and pflogsumm replaced by stubs (the lab runs both scripts
-// against a real host: tests/lab/monitoring.test.ts); debsecan's cron run with the settings
-// the host gets.
+// known-vulnerabilities section, mailstack-dedup's window and calls, run here with the real
+// scripts, bash and debsecan; kdig, fail2ban, the journal, doveadm and pflogsumm replaced by
+// stubs (the lab runs the scripts against a real host: tests/lab/monitoring.test.ts,
+// mailhost.test.ts and reboot.test.ts); debsecan's cron run with the settings the host gets.
 import { spawnSync } from "node:child_process";
 import {
   chmodSync,
@@ -300,7 +300,7 @@ describe("debsecan: Debian's own daily mail to root stays off (the daily report 
 });
 
 describe("failures postmaster hears of", () => {
-  test("a failed certificate renewal, backup, backup check or report mails postmaster; the every-minute metrics do not", () => {
+  test("a failed certificate renewal, backup, backup check, report or fold of copies mails postmaster; the every-minute metrics do not", () => {
     const onFailure = (unit: string) =>
       /^OnFailure=mailstack-alert@%N\.service$/m.test(
         readFileSync(join(FILES, `${unit}.service`), "utf8"),
@@ -310,9 +310,112 @@ describe("failures postmaster hears of", () => {
       "mailstack-backup",
       "mailstack-backup-check",
       "mailstack-report",
+      "mailstack-dedup",
     ]) {
       expect([unit, onFailure(unit)]).toEqual([unit, true]);
     }
     expect(onFailure("mailstack-metrics")).toBe(false);
+  });
+});
+
+describe("mailstack-dedup", () => {
+  /**
+   * Runs mailstack-dedup with a journal whose previous boot ends at `lastEntry` (none: no
+   * previous boot) and a doveadm whose searches print `lines[i]` messages for the i-th search
+   * (INBOX, Junk before; INBOX, Junk after) and whose deduplicate exits `dedupExit`.
+   */
+  function dedup(
+    args: string[],
+    {
+      lastEntry,
+      lines = [0, 0, 0, 0],
+      dedupExit = 0,
+    }: {
+      lastEntry?: string;
+      lines?: number[];
+      dedupExit?: number;
+    },
+  ) {
+    const dir = mkdtempSync(join(tmpdir(), "mailstack-dedup-"));
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    const stubs: Record<string, string> = {
+      journalctl:
+        lastEntry === undefined
+          ? `echo "$*" >>${dir}/journalctl; echo 'Data from the specified boot (-1) is not available' >&2; exit 1`
+          : `echo "$*" >>${dir}/journalctl; echo '${lastEntry} mail systemd[1]: Stopping...'`,
+      doveadm: [
+        `echo "$*" >>${dir}/calls`,
+        'if [ "$1" = search ]; then',
+        `  n=$(grep -c '^search' ${dir}/calls)`,
+        `  counts=(${lines.join(" ")})`,
+        '  for ((i = 0; i < counts[n - 1]; i++)); do echo "alice@b.example guid $i"; done',
+        "  exit 0",
+        "fi",
+        `exit ${dedupExit}`,
+      ].join("\n"),
+    };
+    for (const [name, body] of Object.entries(stubs)) {
+      writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`);
+      chmodSync(join(bin, name), 0o755);
+    }
+    const res = spawnSync("bash", [join(FILES, "mailstack-dedup"), ...args], {
+      env: { ...process.env, PATH: hostPath(bin) },
+      encoding: "utf8",
+    });
+    const read = (f: string) =>
+      existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "";
+    return { status: res.status, out: res.stdout, err: res.stderr, calls: read("calls") };
+  }
+
+  test("folds in INBOX and Junk, by Message-ID, what was saved since 10 minutes before the previous boot's end", () => {
+    // 1764633600 is 2025-12-02 00:00:00 UTC.
+    const r = dedup([], { lastEntry: "1764634200.123456", lines: [3, 1, 2, 1] });
+    expect([r.status, r.err]).toEqual([0, ""]);
+    expect(r.calls).toBe(
+      [
+        "search -A mailbox INBOX SAVEDSINCE 1764633600",
+        "search -A mailbox Junk SAVEDSINCE 1764633600",
+        "deduplicate -A -m mailbox INBOX SAVEDSINCE 1764633600",
+        "deduplicate -A -m mailbox Junk SAVEDSINCE 1764633600",
+        "search -A mailbox INBOX SAVEDSINCE 1764633600",
+        "search -A mailbox Junk SAVEDSINCE 1764633600",
+        "",
+      ].join("\n"),
+    );
+    expect(r.out).toBe(
+      "mailstack-dedup: folded 1 of 4 messages saved since 2025-12-02 00:00:00 UTC (10 minutes before the previous boot's last journal entry), in INBOX and Junk\n",
+    );
+  });
+
+  test("with no previous boot in the journal it touches nothing; --since opens the window where asked", () => {
+    const none = dedup([], {});
+    expect([none.status, none.out, none.calls]).toEqual([
+      0,
+      "mailstack-dedup: no previous boot in the journal: nothing to fold\n",
+      "",
+    ]);
+    // The control: a window given by hand is folded, and no journal is needed for it.
+    const asked = dedup(["--since", "1764633600"], { lines: [2, 0, 1, 0] });
+    expect(asked.status).toBe(0);
+    expect(asked.calls).toContain("deduplicate -A -m mailbox INBOX SAVEDSINCE 1764633600\n");
+    expect(asked.out).toMatch(
+      /: folded 1 of 2 messages saved since 2025-12-02 00:00:00 UTC \(as asked\)/,
+    );
+  });
+
+  test("bad input exits 2 naming the option and touches nothing; a failing doveadm fails the run", () => {
+    for (const args of [["--since", "12"], ["--since"], ["--bogus"]]) {
+      const r = dedup(args, { lastEntry: "1764634200.1" });
+      expect([r.status, r.calls]).toEqual([2, ""]);
+      expect(r.err).toMatch(
+        /^mailstack-dedup: (--since takes seconds since 1970 \(10 digits\); got '(12)?'|unknown option '--bogus')\nusage: /,
+      );
+    }
+    const failed = dedup([], { lastEntry: "1764634200.1", lines: [1, 0, 1, 0], dedupExit: 75 });
+    expect([failed.status, failed.err]).toEqual([
+      1,
+      "mailstack-dedup: could not deduplicate INBOX\n",
+    ]);
   });
 });

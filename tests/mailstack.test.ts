@@ -718,6 +718,10 @@ describe("provisioning", () => {
         "/etc/systemd/system/mailstack-report.service",
         "/etc/systemd/system/mailstack-report.timer",
         "/usr/local/sbin/mailstack-report",
+        // Once a boot: the copies Postfix delivered again after a stop.
+        "/etc/systemd/system/mailstack-dedup.service",
+        "/etc/systemd/system/mailstack-dedup.timer",
+        "/usr/local/sbin/mailstack-dedup",
         // Backups: settings, timers, the backup, restore and alert programs.
         "/etc/mailstack/backup.conf",
         "/etc/mailstack/backup.env",

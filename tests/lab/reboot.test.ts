@@ -38,6 +38,15 @@ test("after a reboot every mail service is back and every accepted message is st
   const again = `after-reboot-${randomBytes(4).toString("hex")}`;
   expect(await deliver(alpha, alice, again)).toBe(250);
   await waitForMessage(alpha, alice, "INBOX", again);
+  // The fold of copies delivered again after a stop (its timer runs it 15 minutes after boot;
+  // here at once) reads its window from the end of the boot before: after a clean shutdown,
+  // nothing to fold.
+  onHost(alpha, "systemctl start mailstack-dedup.service");
+  expect(onHost(alpha, "systemctl show -P Result mailstack-dedup.service").trim()).toBe("success");
+  expect(onHost(alpha, "journalctl -u mailstack-dedup -o cat --no-pager -n 20")).toMatch(
+    /^mailstack-dedup: folded 0 of \d+ messages saved since .* UTC \(10 minutes before the previous boot's last journal entry\), in INBOX and Junk$/m,
+  );
+  expect(await subjects(alpha, alice, "INBOX")).toEqual(expect.arrayContaining([...before, again]));
 }, 1_200_000);
 
 test("Postfix and Dovecot run only with the mail volume mounted", () => {
