@@ -94,8 +94,13 @@ describe("mailstack-acme-hook, RFC 2136 (the lab's path) against knotd", () => {
         `dns_rfc2136_secret = ${secret}\ndns_rfc2136_algorithm = hmac-sha256\n`,
     );
   });
-  afterAll(() => {
-    knotd?.kill();
+  afterAll(async () => {
+    // knotd writes its database as it stops: the directory goes once it has exited.
+    if (knotd && knotd.exitCode === null && knotd.signalCode === null) {
+      const exited = new Promise((r) => knotd.once("exit", r));
+      knotd.kill();
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
