@@ -218,6 +218,11 @@ function adminTotpFiles(s: HostFileSettings): HostFile[] {
   ];
 }
 
+/** A file root owns, readable by all unless `mode` says otherwise. */
+function rootFile(path: string, content: string, mode = "0644"): HostFile {
+  return { path, mode, owner: "root", group: "root", content };
+}
+
 /** Settings and secrets that may change on a running host, as files. */
 export function hostFiles(s: HostFileSettings): HostFile[] {
   checkMailCryptKey(s.mailCrypt);
@@ -335,26 +340,14 @@ export function hostFiles(s: HostFileSettings): HostFile[] {
       "mailstack-report.timer",
       "mailstack-dedup.service",
       "mailstack-dedup.timer",
-    ].map((name) => ({
-      path: `/etc/systemd/system/${name}`,
-      mode: "0644",
-      owner: "root",
-      group: "root",
-      content: script(name),
-    })),
+    ].map((name) => rootFile(`/etc/systemd/system/${name}`, script(name))),
     ...[
       "mailstack-cert",
       "mailstack-acme-hook",
       "mailstack-metrics",
       "mailstack-report",
       "mailstack-dedup",
-    ].map((name) => ({
-      path: `/usr/local/sbin/${name}`,
-      mode: "0755",
-      owner: "root",
-      group: "root",
-      content: script(name),
-    })),
+    ].map((name) => rootFile(`/usr/local/sbin/${name}`, script(name), "0755")),
   ];
 }
 
@@ -387,13 +380,6 @@ export const BACKUP_PASSWORD_PATH = `${KEY_DIR}/backup.password`;
  * its restore tool), its settings, and with backups on, the bucket's keys and the password.
  */
 export function backupFiles(backup: BackupSettings | undefined): HostFile[] {
-  const file = (path: string, content: string, mode = "0644"): HostFile => ({
-    path,
-    mode,
-    owner: "root",
-    group: "root",
-    content,
-  });
   if (backup && !/^[^\n\r]+$/.test(backup.schedule))
     throw new Error(`backup schedule '${backup.schedule}' is not one line`);
   const conf = backup
@@ -407,21 +393,21 @@ export function backupFiles(backup: BackupSettings | undefined): HostFile[] {
       ]
     : ["BACKUP_ENABLED=no"];
   return [
-    file(
+    rootFile(
       `${KEY_DIR}/backup.conf`,
       `# Managed by mailstack: mailstack:backup (shell syntax).\n${conf.join("\n")}\n`,
     ),
     ...(backup
       ? [
-          file(
+          rootFile(
             `${KEY_DIR}/backup.env`,
             `AWS_ACCESS_KEY_ID=${shellQuote(backup.accessKeyId)}\n` +
               `AWS_SECRET_ACCESS_KEY=${shellQuote(backup.secretAccessKey)}\n`,
             "0600",
           ),
-          file(BACKUP_PASSWORD_PATH, `${backup.password}\n`, "0600"),
+          rootFile(BACKUP_PASSWORD_PATH, `${backup.password}\n`, "0600"),
           ...(backup.caCertificatePem
-            ? [file(`${KEY_DIR}/backup-ca.crt`, backup.caCertificatePem)]
+            ? [rootFile(`${KEY_DIR}/backup-ca.crt`, backup.caCertificatePem)]
             : []),
         ]
       : []),
@@ -430,13 +416,13 @@ export function backupFiles(backup: BackupSettings | undefined): HostFile[] {
       "mailstack-backup-check.service",
       "mailstack-backup-check.timer",
       "mailstack-alert@.service",
-    ].map((name) => file(`/etc/systemd/system/${name}`, script(name))),
-    file(
+    ].map((name) => rootFile(`/etc/systemd/system/${name}`, script(name))),
+    rootFile(
       "/etc/systemd/system/mailstack-backup.timer",
       script("mailstack-backup.timer").replace("@SCHEDULE@", backup?.schedule ?? "daily"),
     ),
     ...["mailstack-backup", "mailstack-restore", "mailstack-alert"].map((name) =>
-      file(`/usr/local/sbin/${name}`, script(name), "0755"),
+      rootFile(`/usr/local/sbin/${name}`, script(name), "0755"),
     ),
   ];
 }
