@@ -66,6 +66,20 @@ async function send(
   return { mail, rcpt, data: await s.data(text) };
 }
 
+/** One message from OUTSIDE under a Message-ID of the caller's; its copies differ by subject. */
+function withId(to: string, subject: string, id: string): string {
+  return [
+    `From: ${OUTSIDE}`,
+    `To: ${to}`,
+    `Subject: ${subject}`,
+    `Message-ID: ${id}`,
+    `Date: ${new Date().toUTCString()}`,
+    "",
+    "one message, sent twice",
+    "",
+  ].join("\r\n");
+}
+
 /** As a remote MTA on port 25: STARTTLS verified, no login. */
 async function inbound(h: typeof alpha, from: string, to: string, text: string) {
   const s = await SmtpSession.open({ host: h.ipv4, port: 25 });
@@ -474,17 +488,6 @@ describe("filtering", () => {
   test("a message sent again with its Message-ID is delivered once; to another mailbox, or with a new Message-ID, it is delivered", async () => {
     // As after a sender lost our 250, or Postfix lost Dovecot's in a crash: the same message
     // again, each copy with its own subject to tell them apart.
-    const withId = (to: string, subject: string, id: string) =>
-      [
-        `From: ${OUTSIDE}`,
-        `To: ${to}`,
-        `Subject: ${subject}`,
-        `Message-ID: ${id}`,
-        `Date: ${new Date().toUTCString()}`,
-        "",
-        "one message, sent twice",
-        "",
-      ].join("\r\n");
     const id = `<twice-${token()}@lab.example>`;
     const [first, again, fresh] = ["first", "again", "fresh"].map((w) => `${w}-${token()}`);
     const alice = `alice@${A}`;
@@ -530,17 +533,9 @@ describe("filtering", () => {
     const alice = `alice@${A}`;
     const forget = () => onHost(alpha, `rm -f /srv/mail/${A}/alice/.dovecot.lda-dupes`);
     const sendAs = async (subject: string, id: string) => {
-      const mail = [
-        `From: ${OUTSIDE}`,
-        `To: ${alice}`,
-        `Subject: ${subject}`,
-        `Message-ID: ${id}`,
-        `Date: ${new Date().toUTCString()}`,
-        "",
-        "one message, delivered again",
-        "",
-      ].join("\r\n");
-      expect((await inbound(alpha, OUTSIDE, alice, mail)).data?.code).toBe(250);
+      expect((await inbound(alpha, OUTSIDE, alice, withId(alice, subject, id))).data?.code).toBe(
+        250,
+      );
       await waitForMessage(alpha, alice, "INBOX", subject);
     };
     const [older, olderAgain, first, again, fresh] = [
