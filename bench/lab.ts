@@ -417,7 +417,8 @@ async function measure(opts: LabBenchOptions): Promise<void> {
     out.push(
       "",
       `burst of ${b.messages} messages, alpha reset after ${b.acceptedBeforeReset} were accepted`,
-      `  accepted (250) ${b.accepted}, arrived ${b.arrived}, accepted but missing ${b.lost}, twice ${b.duplicates}; ${b.retried} retried by the senders`,
+      `  accepted (250) ${b.accepted}, arrived ${b.arrived}, accepted but missing ${b.lost}, twice ${b.duplicates} (${b.duplicatesBeforeFold} before the fold); ${b.retried} retried by the senders`,
+      `  ${b.fold}`,
       `  back after the reset in ${b.resetSeconds} s; all arrived in ${b.seconds} s`,
     );
   }
