@@ -1,12 +1,22 @@
 /** @type {import('jest').Config} */
 module.exports = {
-  preset: "ts-jest",
   testEnvironment: "<rootDir>/tests/support/environment.ts",
   roots: ["<rootDir>/tests"],
   testMatch: ["**/*.test.ts"],
   // The lab's end-to-end suite boots VMs; it runs through `npm run test:lab`.
   testPathIgnorePatterns: ["/node_modules/", "/tests/lab/"],
-  transform: { "^.+\\.ts$": "ts-jest" },
+  // swc strips the types file by file (tsconfig.json's isolatedModules holds the code to what
+  // that can do); the type check is lint:ts's. ts-jest, transpiling with TypeScript itself,
+  // took the suite on a clean checkout from 58-61 s of CPU to 65-68 s, in one process.
+  transform: {
+    "^.+\\.ts$": [
+      "@swc/jest",
+      {
+        jsc: { parser: { syntax: "typescript" }, target: "es2022" },
+        module: { type: "commonjs" },
+      },
+    ],
+  },
   // Pulumi's function serialization, unused here, would load npm's Arborist in every file.
   moduleNameMapper: { "^@npmcli/arborist$": "<rootDir>/tests/support/arborist.js" },
   // A stack under mocks takes seconds to evaluate; on a machine busy with the lab's VMs, more

@@ -147,19 +147,25 @@ function sentFiles(d: Deployed): Record<string, { mode: string; owner: string; c
 
 /**
  * What each stack handed the host files (components/host-files.ts stackHostFiles), by its
- * config: the backup settings the host's restic gets are among them.
+ * config: the backup settings the host's restic gets are among them. A module mock, as
+ * swc's exports are read-only to jest.spyOn; jest hoists it above the imports, and the map,
+ * made below it, is used only once MailStack calls stackHostFiles.
  */
-const hostInputs = new Map<MailStackConfig, StackHostInputs>();
+const mockHostInputs = new Map<MailStackConfig, StackHostInputs>();
+jest.mock("../components/host-files", () => {
+  const actual = jest.requireActual<typeof import("../components/host-files")>(
+    "../components/host-files",
+  );
+  return {
+    ...actual,
+    stackHostFiles: (cfg: MailStackConfig, inputs: StackHostInputs) => {
+      mockHostInputs.set(cfg, inputs);
+      return actual.stackHostFiles(cfg, inputs);
+    },
+  };
+});
 
 beforeAll(async () => {
-  // The module's own exports object: MailStack reads stackHostFiles from it at each call.
-  const hostFiles =
-    require("../components/host-files") as typeof import("../components/host-files");
-  const original = hostFiles.stackHostFiles;
-  jest.spyOn(hostFiles, "stackHostFiles").mockImplementation((cfg, inputs) => {
-    hostInputs.set(cfg, inputs);
-    return original(cfg, inputs);
-  });
   await installMocks();
   prod = await deploy("prod", PROD_RAW);
   staging = await deploy("stg", STAGING_RAW);
@@ -1064,7 +1070,7 @@ describe("backup storage", () => {
 
   test("the host gets S3 credentials derived from the token: its ID, and the SHA-256 of its value", async () => {
     const token = prod.one(T.apiToken, "backup-token");
-    const backup = hostInputs.get(prod.config)!.backup!;
+    const backup = mockHostInputs.get(prod.config)!.backup!;
     expect(backup.accessKeyId).toBe(token.id);
     expect(backup.secretAccessKey).toBe(
       createHash("sha256").update(token.state.value).digest("hex"),
@@ -1075,7 +1081,7 @@ describe("backup storage", () => {
   });
 
   test("the host gets the repository, the password, the schedule and the retention", async () => {
-    const backup = hostInputs.get(prod.config)!.backup!;
+    const backup = mockHostInputs.get(prod.config)!.backup!;
     expect(backup).toEqual({
       repository:
         `s3:https://${ACCOUNT}.eu.r2.cloudflarestorage.com/mail-example-eu-backup/` +
@@ -1112,7 +1118,7 @@ describe("backup storage", () => {
   test("hetzner: the endpoint of the stack's location, the keys from the secrets, no bucket or token made", async () => {
     expect(hetzner.of(T.bucket)).toEqual([]);
     expect(hetzner.of(T.apiToken)).toEqual([]);
-    const backup = hostInputs.get(hetzner.config)!.backup!;
+    const backup = mockHostInputs.get(hetzner.config)!.backup!;
     expect(backup).toEqual({
       repository: "s3:https://nbg1.your-objectstorage.com/mail-example-eu-backup/mail.example.eu",
       accessKeyId: "HZACCESSKEY000000001",
@@ -1151,7 +1157,7 @@ describe("backup storage", () => {
     ]);
     expect(resources("mailstack:index:MailBackup", "stg-")).toEqual([]);
     expect(staging.stack.backup).toBeUndefined();
-    expect("backup" in hostInputs.get(staging.config)!).toBe(false);
+    expect("backup" in mockHostInputs.get(staging.config)!).toBe(false);
     expect(staging.stack.backupBucket).toBeUndefined();
     expect(staging.stack.backupRepository).toBeUndefined();
     expect(staging.stack.backupPassword).toBeUndefined();
